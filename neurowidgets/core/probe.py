@@ -1,0 +1,395 @@
+"""Probe: capture and edit the outputs of named modules of any torch model during a forward pass.
+
+Layers are named by their ``model.named_modules()`` paths. Hooks are registered for one run and
+always removed afterwards, and the model's train/eval mode is restored, even when the forward raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .activations import LAYOUTS, Activations, as_bpu, infer_layout, positions_shape_of
+from .edits import Edit, as_edit_list
+from .inputs import call_model, describe, first_tensor, to_device
+
+
+class LayerError(KeyError):
+    """A layer name that the model does not have, or a layer that did not run."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ModelCallError(RuntimeError):
+    """The model raised while the probe ran it; the message adds what the probe knows."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What a view needs to know about a layer; sizes are ``None`` until the layer has run once."""
+
+    name: str
+    module_type: str
+    layout: str | None = None
+    units: int | None = None
+    positions_shape: tuple[int, ...] | None = None
+    base: str | None = None  # for a derived layer (see Probe.attach): the layer it reads
+
+
+@dataclass(frozen=True)
+class _Attached:
+    base: str
+    encoder: nn.Module
+    decoder: nn.Module | None
+
+
+class Capture(Mapping[str, Activations]):
+    """The result of :meth:`Probe.run`: layer name → :class:`Activations`, and the model's ``output``."""
+
+    def __init__(self, activations: dict[str, Activations], output: Any):
+        self._activations = activations
+        self.output = output
+
+    def __getitem__(self, layer: str) -> Activations:
+        try:
+            return self._activations[layer]
+        except KeyError:
+            raise LayerError(
+                f"layer {layer!r} was not captured in this run; captured: {sorted(self._activations)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._activations)
+
+    def __len__(self) -> int:
+        return len(self._activations)
+
+    def __repr__(self) -> str:
+        return f"Capture({list(self._activations)})"
+
+
+def nearest_names(name: str, names: Iterable[str], n: int = 5) -> list[str]:
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.4)
+    # A short name is often the last component of a long path ("fc1" for "classifier.fc1").
+    tails = [m for m in names if m.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1] and m not in close]
+    return (tails + close)[:n]
+
+
+def _replace_first_tensor(output: Any, new: torch.Tensor) -> Any:
+    if isinstance(output, torch.Tensor):
+        return new
+    if isinstance(output, tuple) and not hasattr(output, "_fields"):
+        index = next(i for i, item in enumerate(output) if first_tensor(item) is not None)
+        return (*output[:index], _replace_first_tensor(output[index], new), *output[index + 1 :])
+    if isinstance(output, list):
+        index = next(i for i, item in enumerate(output) if first_tensor(item) is not None)
+        return [*output[:index], _replace_first_tensor(output[index], new), *output[index + 1 :]]
+    if isinstance(output, Mapping):  # dict and transformers' ModelOutput
+        key = next(k for k, v in output.items() if first_tensor(v) is not None)
+        result = output.copy()
+        result[key] = _replace_first_tensor(output[key], new)
+        return result
+    raise TypeError(f"cannot edit a module output of type {type(output).__name__}")
+
+
+class Probe:
+    """Capture and edit layers of ``model``.
+
+    Parameters
+    ----------
+    model: any ``torch.nn.Module``; it is never moved or modified by the probe.
+    layers: the layers :meth:`run` captures when it is not told which (default: none, output only).
+    device: where inputs are moved before the forward pass (default: the model's parameters' device).
+    layouts: per-layer override of how the output maps to (batch, positions, units):
+        ``"channels"`` (units on dim 1, e.g. Conv1d outputs after an activation) or ``"last"``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Iterable[str] | None = None,
+        device: torch.device | str | None = None,
+        layouts: Mapping[str, str] | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Probe needs a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self._modules: dict[str, nn.Module] = {n: m for n, m in model.named_modules() if n}
+        self._attached: dict[str, _Attached] = {}
+        self._seen: dict[str, LayerInfo] = {}
+        self._edits: dict[str, list[Edit]] = {}
+        self.device = torch.device(device) if device is not None else self._model_device()
+        self._layouts = dict(layouts or {})
+        for name, layout in self._layouts.items():
+            self._check_name(name)
+            if layout not in LAYOUTS:
+                raise ValueError(f"layout for {name!r} must be one of {LAYOUTS}, got {layout!r}")
+        self.default_layers = [self._check_name(n) for n in (layers or [])]
+
+    def _model_device(self) -> torch.device:
+        for tensor in (*self.model.parameters(), *self.model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    # -- layer names ---------------------------------------------------------------------------
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [*self._modules, *self._attached]
+
+    @property
+    def layers(self) -> dict[str, LayerInfo]:
+        """Every capturable layer; sizes are filled in once a layer has run (see :meth:`describe`)."""
+        result = {}
+        for name in self.layer_names:
+            if name in self._seen:
+                result[name] = self._seen[name]
+            elif name in self._attached:
+                attached = self._attached[name]
+                result[name] = LayerInfo(name, type(attached.encoder).__name__, base=attached.base)
+            else:
+                result[name] = LayerInfo(name, type(self._modules[name]).__name__)
+        return result
+
+    def describe(self, example: Any) -> dict[str, LayerInfo]:
+        """Run ``example`` once capturing every layer, so that :attr:`layers` knows every size."""
+        self.run(example, layers=self.layer_names, strict=False)
+        return self.layers
+
+    def _check_name(self, name: str) -> str:
+        if name in self._modules or name in self._attached:
+            return name
+        if not isinstance(name, str):
+            raise TypeError(f"layer names are strings (named_modules paths), got {type(name).__name__}")
+        names = self.layer_names
+        near = nearest_names(name, names)
+        hint = f" Closest: {', '.join(map(repr, near))}." if near else ""
+        listed = ", ".join(names[:40]) + (f", … ({len(names)} in all)" if len(names) > 40 else "")
+        raise LayerError(f"the model has no layer {name!r}.{hint} Layers: {listed}")
+
+    # -- features as units ---------------------------------------------------------------------
+
+    def attach(
+        self, layer: str, encoder: nn.Module, name: str | None = None, decoder: nn.Module | None = None
+    ) -> str:
+        """Add a derived layer whose units are ``encoder(activations of layer)``.
+
+        The encoder receives the layer's (batch, positions, units) activations and returns
+        (batch, positions, features), e.g. a sparse autoencoder's encoder. Captured, edited and
+        scanned like any layer. Editing it needs a ``decoder`` (or an encoder with a ``decode``
+        method): the layer's output then becomes ``output + decode(edited) - decode(features)``,
+        which keeps the autoencoder's reconstruction error in place.
+        """
+        self._check_name(layer)
+        if layer in self._attached:
+            raise ValueError("attach to a layer of the model, not to another derived layer")
+        name = name or f"{layer}.{type(encoder).__name__.lower()}"
+        if name in self._modules or name in self._attached:
+            raise ValueError(f"a layer named {name!r} already exists")
+        if decoder is None and callable(getattr(encoder, "decode", None)):
+            decoder = _DecodeMethod(encoder)
+        self._attached[name] = _Attached(layer, encoder, decoder)
+        return name
+
+    # -- edits ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def edit(self, edits: Mapping[str, Edit | Iterable[Edit]]) -> Iterator[Probe]:
+        """Apply ``{layer: edit or [edits]}`` to every run inside the ``with`` block."""
+        parsed = {self._check_name(layer): as_edit_list(e) for layer, e in edits.items()}
+        for layer in parsed:
+            if layer in self._attached and self._attached[layer].decoder is None:
+                raise ValueError(
+                    f"editing the derived layer {layer!r} needs a decoder to map the features back: "
+                    "pass decoder= to probe.attach (or give the encoder a decode method)"
+                )
+        previous = self._edits
+        merged = {layer: list(e) for layer, e in previous.items()}
+        for layer, e in parsed.items():
+            merged.setdefault(layer, []).extend(e)
+        self._edits = merged
+        try:
+            yield self
+        finally:
+            self._edits = previous
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, inputs: Any, layers: Iterable[str] | None = None, strict: bool = True) -> Capture:
+        """Run the model on ``inputs`` and return the requested layers' activations and the output.
+
+        ``inputs`` is fed the natural way: a tensor as ``model(x)``, a tuple as ``model(*x)``,
+        a mapping as ``model(**x)``. Captures are detached, without gradients, on the model's device.
+        With ``strict`` (the default), a requested layer that never ran raises :class:`LayerError`.
+        """
+        wanted = self.default_layers if layers is None else [self._check_name(n) for n in layers]
+        captured: dict[str, torch.Tensor] = {}
+        hooked = {self._base(n) for n in wanted} | {self._base(n) for n in self._edits}
+        handles = []
+        model = self.model
+        restore_modes = model.training
+        modes = [(m, m.training) for m in model.modules()] if restore_modes else ()
+        try:
+            if restore_modes:
+                model.eval()
+            for base in hooked:
+                hook = self._make_hook(base, wanted, captured)
+                handles.append(self._modules[base].register_forward_hook(hook))
+            inputs = to_device(inputs, self.device)
+            with torch.no_grad():
+                try:
+                    output = call_model(model, inputs)
+                except Exception as error:
+                    if getattr(error, "_from_probe", False):  # our own message says it already
+                        raise
+                    raise self._call_error(error, inputs, wanted, captured) from error
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, mode in modes:
+                module.training = mode
+        missing = [n for n in wanted if n not in captured]
+        if missing and strict:
+            raise LayerError(
+                f"layer(s) {missing} never ran during the forward pass on {describe(inputs)}: "
+                "the model's forward does not call them for this input"
+            )
+        activations = {}
+        for name in wanted:
+            if name in captured:
+                activations[name] = Activations(name, captured[name], self._layout(name, captured[name]))
+                self._remember(activations[name])
+        return Capture(activations, output)
+
+    def _base(self, name: str) -> str:
+        attached = self._attached.get(name)
+        return attached.base if attached else name
+
+    def _layout(self, name: str, tensor: torch.Tensor) -> str:
+        if name in self._attached:
+            return "last"
+        return self._layouts.get(name) or infer_layout(self._modules[name], tensor.ndim)
+
+    def _remember(self, acts: Activations) -> None:
+        info = self.layers[acts.layer]
+        if info.units is None:
+            self._seen[acts.layer] = replace(
+                info, layout=acts.layout, units=acts.num_units, positions_shape=acts.positions_shape
+            )
+
+    def _make_hook(self, base: str, wanted: list[str], captured: dict[str, torch.Tensor]):
+        edits = self._edits.get(base)
+        capture_base = base in wanted
+        derived = [
+            (name, a)
+            for name, a in self._attached.items()
+            if a.base == base and (name in wanted or name in self._edits)
+        ]
+
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            tensor = first_tensor(output)
+            if tensor is None:
+                error = LayerError(f"layer {base!r} returned no tensor (got {type(output).__name__})")
+                error._from_probe = True  # type: ignore[attr-defined]
+                raise error
+            changed = False
+            if edits:
+                tensor = self._apply_edits(base, tensor, edits)
+                changed = True
+            for name, attached in derived:
+                tensor, edited = self._run_derived(base, name, attached, tensor, captured)
+                changed = changed or edited
+            if capture_base and base not in captured:
+                captured[base] = tensor.detach()
+            return _replace_first_tensor(output, tensor) if changed else None
+
+        return hook
+
+    def _apply_edits(self, layer: str, tensor: torch.Tensor, edits: list[Edit]) -> torch.Tensor:
+        tensor = tensor.clone()
+        view = as_bpu(tensor, self._layout(layer, tensor))
+        for edit in edits:
+            try:
+                edit.apply_(view, layer)
+            except (IndexError, ValueError) as error:
+                error._from_probe = True  # type: ignore[attr-defined]
+                raise
+        return tensor
+
+    def _run_derived(self, base, name, attached, tensor, captured):
+        layout = self._layout(base, tensor)
+        bpu = as_bpu(tensor, layout)
+        features = attached.encoder(bpu)
+        if features.ndim != 3 or features.shape[:2] != bpu.shape[:2]:
+            raise ValueError(
+                f"the encoder attached as {name!r} must map (batch, positions, units) "
+                f"{tuple(bpu.shape)} to (batch, positions, features); it returned {tuple(features.shape)}"
+            )
+        edits = self._edits.get(name)
+        edited = False
+        if edits:
+            new = self._apply_edits(name, features, edits)
+            delta = attached.decoder(new) - attached.decoder(features)
+            features = new
+            tensor = tensor.clone()
+            as_bpu(tensor, layout).add_(delta.to(tensor.dtype))
+            edited = True
+        if name not in captured:
+            grid = positions_shape_of(tensor.shape, layout)
+            captured[name] = features.detach().reshape(features.shape[0], *grid, features.shape[-1])
+        return tensor, edited
+
+    def _call_error(self, error, inputs, wanted, captured) -> ModelCallError:
+        parts = [f"the model raised {type(error).__name__} on input {describe(inputs)}: {error}"]
+        expected = expected_input(self.model)
+        if expected:
+            parts.append(expected)
+        if wanted:
+            reached = [n for n in wanted if n in captured]
+            parts.append(f"Layers captured before the error: {reached or 'none'} of {wanted}")
+        return ModelCallError(". ".join(parts))
+
+    def __repr__(self) -> str:
+        return f"Probe({type(self.model).__name__}, {len(self.layer_names)} layers, device={self.device})"
+
+
+class _DecodeMethod(nn.Module):
+    def __init__(self, owner: nn.Module):
+        super().__init__()
+        self._decode = owner.decode
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self._decode(features)
+
+
+def expected_input(model: nn.Module) -> str | None:
+    """What the model's first parameterised layer takes, when its type makes that knowable."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            grid = ("L", "H, W", "D, H, W")[len(module.kernel_size) - 1]
+            return (
+                f"Its first layer {name!r} ({type(module).__name__}) expects input of shape "
+                f"(batch, {module.in_channels}, {grid})"
+            )
+        if isinstance(module, nn.Linear):
+            return (
+                f"Its first layer {name!r} (Linear) expects input of shape (…, {module.in_features})"
+            )
+        if isinstance(module, nn.Embedding):
+            return (
+                f"Its first layer {name!r} (Embedding) expects integer token ids below "
+                f"{module.num_embeddings}"
+            )
+        if isinstance(module, nn.RNNBase):
+            order = "(batch, time" if module.batch_first else "(time, batch"
+            return f"Its first layer {name!r} ({type(module).__name__}) expects {order}, {module.input_size})"
+    return None
+
