@@ -68,7 +68,7 @@ def load_digit_images() -> tuple[torch.Tensor, torch.Tensor]:
 
 def split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     return order[n_test:].sort().values, order[:n_test].sort().values
 
 

@@ -1,0 +1,51 @@
+"""Play the front-end's part without a browser: send what it sends, record what it receives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ipywidgets.widgets.widget import _put_buffers, _remove_buffers
+
+from neurowidgets.widgets.wire import decode
+
+
+class FakeFrontend:
+    """Records every message a widget sends and replays front-end messages into it."""
+
+    def __init__(self, widget):
+        self.widget = widget
+        self.sent: list[tuple[dict, list]] = []
+        widget._send = lambda msg, buffers=None: self.sent.append((msg, list(buffers or [])))
+
+    def set_state(self, **state: Any) -> None:
+        """Exactly what `model.set(...); model.save_changes()` sends: an `update` with buffers split."""
+        state, buffer_paths, buffers = _remove_buffers(state)
+        msg = {"content": {"data": {"method": "update", "state": state, "buffer_paths": buffer_paths}}}
+        msg["buffers"] = [memoryview(b) for b in buffers]  # bytes arrive in Python as memoryview
+        self.widget._handle_msg(msg)
+
+    def custom(self, content: dict, buffers: list | None = None) -> None:
+        msg = {"content": {"data": {"method": "custom", "content": content}}, "buffers": buffers or []}
+        self.widget._handle_msg(msg)
+
+    def updates(self) -> list[dict]:
+        """The state updates received, with their buffers put back where they were."""
+        result = []
+        for msg, buffers in self.sent:
+            if msg.get("method") == "update":
+                state = dict(msg["state"])
+                _put_buffers(state, msg.get("buffer_paths", []), buffers)
+                result.append(state)
+        return result
+
+    def last(self, name: str) -> Any:
+        for state in reversed(self.updates()):
+            if name in state:
+                return state[name]
+        raise AssertionError(f"the widget never sent {name!r}; sent: {[list(s) for s in self.updates()]}")
+
+    def last_array(self, name: str) -> np.ndarray:
+        wire = self.last(name)
+        assert isinstance(wire["data"], (bytes, memoryview)), "arrays travel as binary buffers"
+        return decode(wire)

@@ -1,0 +1,126 @@
+"""NeuronGrid without a browser: the messages the front-end sends, and what the widget sends back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import traitlets
+from frontend import FakeFrontend
+
+import neurowidgets as nw
+from neurowidgets.widgets.wire import decode, encode
+
+
+@pytest.fixture
+def grid(digits):
+    return nw.NeuronGrid(digits.model, "conv2", digits.images[:1])
+
+
+def test_initial_state_carries_the_whole_matrix_as_float16_bytes(grid, digits):
+    state = grid.get_state()
+    wire = state["values"]
+    assert wire["dtype"] == "float16" and wire["shape"] == [64, 16]
+    assert isinstance(wire["data"], bytes) and len(wire["data"]) == 64 * 16 * 2
+    captured = nw.Probe(digits.model).run(digits.images[:1], ["conv2"])["conv2"].values[0].numpy()
+    np.testing.assert_allclose(decode(wire), captured, rtol=1e-3, atol=1e-3)
+    assert state["positions_shape"] == [8, 8]
+    assert state["layers"] == nw.Probe(digits.model).layer_names
+
+
+def test_click_from_the_frontend_sets_selected_units_and_fires_observers(grid):
+    seen = []
+    grid.observe(lambda change: seen.append(change["new"]), "selected_units")
+    frontend = FakeFrontend(grid)
+    frontend.set_state(selected_units=[5])
+    frontend.set_state(selected_units=[5, 11])
+    assert grid.selected_units == [5, 11]
+    assert seen == [[5], [5, 11]]
+
+
+def test_python_selection_reaches_the_frontend(grid):
+    frontend = FakeFrontend(grid)
+    grid.selected_units = [3, 3, 1]
+    assert grid.selected_units == [3, 1]
+    assert frontend.last("selected_units") == [3, 1]
+
+
+def test_selecting_a_unit_that_does_not_exist_is_an_error_and_changes_nothing(grid):
+    grid.selected_units = [2]
+    with pytest.raises(traitlets.TraitError, match=r"unit 16 does not exist: layer 'conv2' has units 0…15"):
+        grid.selected_units = [16]
+    assert grid.selected_units == [2]
+
+
+def test_layer_change_from_the_dropdown_sends_the_new_matrix(grid, digits):
+    frontend = FakeFrontend(grid)
+    grid.selected_units = [12]
+    frontend.set_state(layer="fc1")
+    values = frontend.last_array("values")
+    expected = nw.Probe(digits.model).run(digits.images[:1], ["fc1"])["fc1"].values[0].numpy()
+    assert values.shape == (1, 64)
+    np.testing.assert_allclose(values, expected, rtol=1e-3, atol=1e-3)
+    assert frontend.last("positions_shape") == []
+    assert grid.selected_units == [12] and grid.error == ""
+    frontend.set_state(layer="conv1")  # 8 units: unit 12 no longer exists and is dropped
+    assert grid.selected_units == []
+
+
+def test_set_input_recomputes(grid, digits):
+    frontend = FakeFrontend(grid)
+    grid.set_input(digits.images[7:8])
+    expected = nw.Probe(digits.model).run(digits.images[7:8], ["conv2"])["conv2"].values[0].numpy()
+    np.testing.assert_allclose(frontend.last_array("values"), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_wire_is_binary_not_json(grid):
+    frontend = FakeFrontend(grid)
+    grid.set_input(torch.rand(1, 1, 8, 8))
+    msg, buffers = frontend.sent[-1]
+    assert len(buffers) == 1 and memoryview(buffers[0]).nbytes == 64 * 16 * 2
+    assert len(json.dumps(msg)) < 300, "no array values inside the JSON part"
+
+
+def test_bad_inputs_change_nothing(grid, digits):
+    before = grid.values.copy()
+    with pytest.raises(ValueError, match="batch of 1, got a batch of 2"):
+        grid.set_input(digits.images[:2])
+    with pytest.raises(nw.ModelCallError, match=r"expects input of shape \(batch, 1, H, W\)"):
+        grid.set_input(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(nw.LayerError, match=r"Closest: 'conv2'"):
+        grid.layer = "conv3"
+    assert grid.layer == "conv2"
+    np.testing.assert_array_equal(grid.values, before)
+    with pytest.raises(TypeError, match="unknown argument"):
+        nw.NeuronGrid(digits.model, "conv2", digits.images[:1], colour="red")
+
+
+def test_kernel_error_during_a_frontend_change_is_shown_in_the_widget(digits):
+    class Skips(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = torch.nn.Linear(2, 2)
+            self.unused = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    grid = nw.NeuronGrid(Skips(), "used", torch.zeros(1, 2))
+    frontend = FakeFrontend(grid)
+    frontend.set_state(layer="unused")
+    assert "never ran" in grid.error
+    assert "never ran" in frontend.last("error")
+    frontend.set_state(layer="used")
+    assert grid.error == ""
+
+
+def test_nan_and_large_values_survive_the_wire():
+    values = np.array([[np.nan, np.inf, -1.5, 1e6]], dtype=np.float32)
+    wire = encode(values)
+    assert wire["dtype"] == "float32"  # 1e6 does not fit in float16
+    np.testing.assert_array_equal(decode(wire), values)
+    small = encode(values[:, :3])
+    assert small["dtype"] == "float16"
+    np.testing.assert_array_equal(decode(small), values[:, :3])
