@@ -78,6 +78,7 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
   let cell = 36;
   let scale = new DivergingScale(1);
   let focusUnit = 0;
+  let keyboardFocus = false; // the focus ring shows only while the keyboard drives the grid
 
   function loadValues(): void {
     const wire = model.get("values");
@@ -118,7 +119,7 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
     }
     ctx.putImageData(image, 0, 0);
     for (const u of model.get("selected_units")) outline(u, "#000", "#fff");
-    if (document.activeElement === canvas) outline(focusUnit, "#fc0", "#fc0");
+    if (keyboardFocus && document.activeElement === canvas) outline(focusUnit, "#fc0", "#fc0");
     canvas.dataset.units = String(units);
     canvas.dataset.cols = String(cols);
     canvas.dataset.cell = String(cell);
@@ -186,12 +187,14 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
   };
   const onClick = (event: MouseEvent) => {
     const unit = unitAt(event);
+    keyboardFocus = false;
     if (unit >= 0) {
       focusUnit = unit;
       select(unit, event.shiftKey);
     }
   };
   const onKey = (event: KeyboardEvent) => {
+    keyboardFocus = true;
     const moves: Record<string, number> = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -cols, ArrowDown: cols };
     if (event.key in moves) {
       focusUnit = Math.max(0, Math.min(units - 1, focusUnit + moves[event.key]));

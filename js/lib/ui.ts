@@ -24,6 +24,7 @@ export function labelledSelect(
   const text = element("span", "nw-control-label", wrapper);
   text.textContent = label;
   const select = element("select", "nw-select", wrapper);
+  select.setAttribute("aria-label", label);
   select.addEventListener("change", () => onChange(select.value));
   return select;
 }
