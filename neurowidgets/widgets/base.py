@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import pathlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anywidget
@@ -38,8 +39,27 @@ def bundle(name: str) -> pathlib.Path:
     return path
 
 
+SLOW_REQUEST_S = 0.5
+
+
+def handles(kind: str) -> Callable:
+    """Mark a method as the handler of front-end requests of ``kind`` (see js/lib/requests.ts)."""
+
+    def mark(method: Callable) -> Callable:
+        method._handles = kind
+        return method
+
+    return mark
+
+
 class NeuroWidget(anywidget.AnyWidget):
-    """Base class: ``error`` is shown in the widget; kernel-side callbacks report into it."""
+    """Base class of every view.
+
+    - ``error`` is shown in the widget; kernel-side work triggered by the front-end reports into it.
+    - Requests: the front-end sends ``{type: "request", id, kind, args}``; the method marked with
+      ``@handles(kind)`` runs with ``**args`` and updates traits; then the widget answers
+      ``{type: "response", id, ok, error?, data?}`` so the front-end knows the state has arrived.
+    """
 
     _css = STATIC / "styles.css"
     error = traitlets.Unicode("").tag(sync=True)
@@ -52,6 +72,34 @@ class NeuroWidget(anywidget.AnyWidget):
             )
             raise TypeError(f"{type(self).__name__} got unknown argument(s) {unknown}; it accepts {public}")
         super().__init__(**kwargs)
+        self._handlers = {
+            member._handles: getattr(self, name)
+            for cls in reversed(type(self).__mro__)
+            for name, member in vars(cls).items()
+            if hasattr(member, "_handles")
+        }
+        self.on_msg(self._on_request)
+
+    def _on_request(self, widget: Any, content: Any, buffers: list) -> None:
+        if not isinstance(content, dict) or content.get("type") != "request":
+            return
+        request_id, kind = content.get("id"), content.get("kind")
+        handler = self._handlers.get(kind)
+        start = time.perf_counter()
+        reply: dict[str, Any] = {"type": "response", "id": request_id, "ok": True}
+        if handler is None:
+            reply.update(ok=False, error=f"{type(self).__name__} has no request {kind!r}")
+        else:
+            with self.reporting_errors(kind.replace("_", " ")):
+                data = handler(**(content.get("args") or {}))
+                if data is not None:
+                    reply["data"] = data
+            if self.error:
+                reply.update(ok=False, error=self.error)
+        elapsed = time.perf_counter() - start
+        if elapsed > SLOW_REQUEST_S:
+            log.info("%s: request %s took %.2f s", type(self).__name__, kind, elapsed)
+        self.send(reply)
 
     @contextlib.contextmanager
     def reporting_errors(self, action: str) -> Iterator[None]:
