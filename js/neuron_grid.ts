@@ -1,22 +1,16 @@
 // NeuronGrid: one cell per unit, coloured by the unit's activation on the current input.
 // The (positions × units) matrix arrives once; reducing and recolouring happen here, locally.
 
-import type { RenderProps } from "@anywidget/types";
-import { decodeFloat, type WireArray } from "./lib/codec";
+import type { AnyModel, RenderProps } from "@anywidget/types";
 import { DivergingScale, formatValue, symmetricLimit } from "./lib/colors";
+import { LayerValues, positionLabel, update, type LayerState } from "./lib/layer_state";
 import { Tooltip } from "./lib/tooltip";
 import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
 
 type Reduce = "max" | "mean";
 
-interface GridModel {
-  layer: string;
-  layers: string[];
-  values: WireArray | null;
-  positions_shape: number[];
+export interface GridState extends LayerState {
   reduce: Reduce;
-  selected_units: number[];
-  error: string;
 }
 
 const MAX_WIDTH = 720;
@@ -45,17 +39,12 @@ export function cellSize(units: number): number {
   return 6;
 }
 
-function render({ model, el }: RenderProps<GridModel>): () => void {
-  el.classList.add("nw-root", "nw-grid");
+/** Draw the grid of ``model`` into ``el``; returns the cleanup function. */
+export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => void {
+  el.classList.add("nw-grid");
   const header = element("div", "nw-header", el);
-  const layerSelect = labelledSelect(header, "Layer", (value) => {
-    model.set("layer", value);
-    model.save_changes();
-  });
-  const reduceSelect = labelledSelect(header, "Colour by", (value) => {
-    model.set("reduce", value as Reduce);
-    model.save_changes();
-  });
+  const layerSelect = labelledSelect(header, "Layer", (value) => update(model, "layer", value));
+  const reduceSelect = labelledSelect(header, "Colour by", (value) => update(model, "reduce", value as Reduce));
   setOptions(reduceSelect, ["max", "mean"], model.get("reduce"));
   reduceSelect.options[0].textContent = "max over positions";
   reduceSelect.options[1].textContent = "mean over positions";
@@ -70,6 +59,7 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
   const legend = new Legend(el, "activation");
   const removeErrorBox = errorBox(el, model);
 
+  let layerValues = LayerValues.empty();
   let matrix: Float32Array = new Float32Array(0);
   let unitValues: Float32Array = new Float32Array(0);
   let units = 0;
@@ -81,19 +71,28 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
   let keyboardFocus = false; // the focus ring shows only while the keyboard drives the grid
 
   function loadValues(): void {
-    const wire = model.get("values");
-    if (!wire) return;
-    const decoded = decodeFloat(wire);
-    [positions, units] = decoded.shape;
-    matrix = decoded.values;
-    scale = new DivergingScale(symmetricLimit(matrix));
+    layerValues = LayerValues.from(model);
+    ({ positions, units } = layerValues);
+    loadExample();
     cell = cellSize(units);
     cols = Math.max(1, Math.min(units, Math.floor(MAX_WIDTH / cell)));
     focusUnit = Math.min(focusUnit, Math.max(0, units - 1));
   }
 
+  function loadExample(): void {
+    matrix = layerValues.examples ? layerValues.matrix(Math.min(model.get("example"), layerValues.examples - 1)) : matrix;
+  }
+
+  /** Per-unit values: at the selected position if there is one, else reduced over positions. */
+  function colourBy(): string {
+    const position = model.get("position");
+    return position >= 0 && position < positions ? `at position ${positionLabel(position, model.get("positions_shape"))}` : model.get("reduce");
+  }
+
   function recolour(): void {
-    unitValues = reduceUnits(matrix, positions, units, model.get("reduce"));
+    const position = model.get("position");
+    if (position >= 0 && position < positions) unitValues = matrix.slice(position * units, (position + 1) * units);
+    else unitValues = reduceUnits(matrix, positions, units, model.get("reduce"));
     scale = new DivergingScale(symmetricLimit(unitValues));
     legend.update(scale.limit);
     draw();
@@ -126,7 +125,8 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
     canvas.setAttribute("aria-label", `${units} units of layer ${model.get("layer")}`);
     const grid = model.get("positions_shape");
     const where = grid.length ? `${grid.join("×")} positions` : "1 position";
-    summary.textContent = `${units} units · ${where}`;
+    const at = model.get("position") >= 0 ? ` · coloured ${colourBy()}` : "";
+    summary.textContent = `${units} units · ${where}${at}`;
   }
 
   function outline(unit: number, outer: string, inner: string): void {
@@ -157,12 +157,11 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
     let next: number[];
     if (add) next = current.includes(unit) ? current.filter((u) => u !== unit) : [...current, unit];
     else next = [unit];
-    model.set("selected_units", next);
-    model.save_changes();
+    update(model, "selected_units", next);
   }
 
   function describe(unit: number): string[] {
-    const lines = [`unit ${unit}`, `${model.get("reduce")}: ${formatValue(unitValues[unit])}`];
+    const lines = [`unit ${unit}`, `${colourBy()}: ${formatValue(unitValues[unit])}`];
     if (positions > 1) {
       let nan = 0;
       for (let p = 0; p < positions; p++) if (Number.isNaN(matrix[p * units + unit])) nan++;
@@ -221,23 +220,33 @@ function render({ model, el }: RenderProps<GridModel>): () => void {
     reduceSelect.value = model.get("reduce");
     recolour();
   };
-  model.on("change:values", onValues);
-  model.on("change:layers", onLayers);
-  model.on("change:layer", onLayers);
-  model.on("change:reduce", onReduce);
-  model.on("change:selected_units", draw);
+  const onExample = () => {
+    loadExample();
+    recolour();
+  };
+  const listeners: [string, () => void][] = [
+    ["change:values", onValues],
+    ["change:layers", onLayers],
+    ["change:layer", onLayers],
+    ["change:reduce", onReduce],
+    ["change:position", onReduce],
+    ["change:example", onExample],
+    ["change:selected_units", draw],
+  ];
+  for (const [event, listener] of listeners) model.on(event, listener);
   onLayers();
   onValues();
 
   return () => {
     cancelAnimationFrame(hoverFrame);
     removeErrorBox();
-    model.off("change:values", onValues);
-    model.off("change:layers", onLayers);
-    model.off("change:layer", onLayers);
-    model.off("change:reduce", onReduce);
-    model.off("change:selected_units", draw);
+    for (const [event, listener] of listeners) model.off(event, listener);
   };
 }
 
-export default { render };
+export default {
+  render({ model, el }: RenderProps<GridState>) {
+    el.classList.add("nw-root");
+    return renderGrid(model, el);
+  },
+};

@@ -40,7 +40,7 @@ def test_quickstart_grid_click_reaches_the_kernel(lab):
     assert canvas.get_attribute("data-units") == "16"
 
     # Drawn, not blank: every unit's centre has the colour of its kernel value on the scale.
-    values = json.loads(lab.eval("import json; print(json.dumps(grid.values.max(axis=0).tolist()))"))
+    values = json.loads(lab.eval("import json; print(json.dumps(grid.values[0].max(axis=0).tolist()))"))
     limit = max(abs(v) for v in values)
     for unit, value in enumerate(values):
         assert close(pixel(canvas, unit), diverging(value, limit)), (unit, value, pixel(canvas, unit))

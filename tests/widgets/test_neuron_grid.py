@@ -22,10 +22,10 @@ def grid(digits):
 def test_initial_state_carries_the_whole_matrix_as_float16_bytes(grid, digits):
     state = grid.get_state()
     wire = state["values"]
-    assert wire["dtype"] == "float16" and wire["shape"] == [64, 16]
+    assert wire["dtype"] == "float16" and wire["shape"] == [1, 64, 16]
     assert isinstance(wire["data"], bytes) and len(wire["data"]) == 64 * 16 * 2
     captured = nw.Probe(digits.model).run(digits.images[:1], ["conv2"])["conv2"].values[0].numpy()
-    np.testing.assert_allclose(decode(wire), captured, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(decode(wire)[0], captured, rtol=1e-3, atol=1e-3)
     assert state["positions_shape"] == [8, 8]
     assert state["layers"] == nw.Probe(digits.model).layer_names
 
@@ -60,8 +60,8 @@ def test_layer_change_from_the_dropdown_sends_the_new_matrix(grid, digits):
     frontend.set_state(layer="fc1")
     values = frontend.last_array("values")
     expected = nw.Probe(digits.model).run(digits.images[:1], ["fc1"])["fc1"].values[0].numpy()
-    assert values.shape == (1, 64)
-    np.testing.assert_allclose(values, expected, rtol=1e-3, atol=1e-3)
+    assert values.shape == (1, 1, 64)
+    np.testing.assert_allclose(values[0], expected, rtol=1e-3, atol=1e-3)
     assert frontend.last("positions_shape") == []
     assert grid.selected_units == [12] and grid.error == ""
     frontend.set_state(layer="conv1")  # 8 units: unit 12 no longer exists and is dropped
@@ -72,7 +72,21 @@ def test_set_input_recomputes(grid, digits):
     frontend = FakeFrontend(grid)
     grid.set_input(digits.images[7:8])
     expected = nw.Probe(digits.model).run(digits.images[7:8], ["conv2"])["conv2"].values[0].numpy()
-    np.testing.assert_allclose(frontend.last_array("values"), expected, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(frontend.last_array("values")[0], expected, rtol=1e-3, atol=1e-3)
+
+
+def test_a_batch_shows_one_example_at_a_time_and_positions_are_checked(grid, digits):
+    frontend = FakeFrontend(grid)
+    grid.set_input(digits.images[:3])
+    assert frontend.last_array("values").shape == (3, 64, 16)
+    frontend.set_state(example=2, position=10)
+    assert (grid.example, grid.position) == (2, 10)
+    with pytest.raises(traitlets.TraitError, match="example 3 does not exist"):
+        grid.example = 3
+    with pytest.raises(traitlets.TraitError, match=r"position 64 does not exist.*0…63"):
+        grid.position = 64
+    grid.layer = "fc1"  # one position: the selected position no longer exists
+    assert grid.position == -1
 
 
 def test_wire_is_binary_not_json(grid):
@@ -85,8 +99,6 @@ def test_wire_is_binary_not_json(grid):
 
 def test_bad_inputs_change_nothing(grid, digits):
     before = grid.values.copy()
-    with pytest.raises(ValueError, match="batch of 1, got a batch of 2"):
-        grid.set_input(digits.images[:2])
     with pytest.raises(nw.ModelCallError, match=r"expects input of shape \(batch, 1, H, W\)"):
         grid.set_input(torch.zeros(1, 3, 8, 8))
     with pytest.raises(nw.LayerError, match=r"Closest: 'conv2'"):
