@@ -80,6 +80,16 @@ class NeuroWidget(anywidget.AnyWidget):
         }
         self.on_msg(self._on_request)
 
+    def set_state(self, sync_data: dict) -> None:
+        """A value from the front-end that fails validation is reported in the widget, and the
+        front-end is put back on the kernel's values (ipywidgets alone would only log it)."""
+        try:
+            super().set_state(sync_data)
+        except traitlets.TraitError as error:
+            log.warning("%s rejected %s: %s", type(self).__name__, sorted(sync_data), error)
+            self.error = f"rejected {', '.join(sorted(sync_data))}: {error}"
+            self.send_state(list(sync_data))
+
     def _on_request(self, widget: Any, content: Any, buffers: list) -> None:
         if not isinstance(content, dict) or content.get("type") != "request":
             return
