@@ -25,12 +25,21 @@ def to_numpy(array: Any) -> np.ndarray:
 
 
 def encode(array: Any, dtype: str = "auto") -> dict[str, Any]:
-    """Pack an array for a synced trait. ``dtype="auto"`` picks float16 when values fit, else float32."""
+    """Pack an array for a synced trait.
+
+    ``dtype="auto"``: uint8 stays uint8 (pixels), other integers become int32, and floats become
+    float16 when every finite value fits, else float32.
+    """
     values = to_numpy(array)
     if dtype == "auto":
-        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-        fits = finite.size == 0 or float(np.abs(finite).max()) <= FLOAT16_MAX
-        dtype = "float16" if fits else "float32"
+        if values.dtype == np.uint8:
+            dtype = "uint8"
+        elif values.dtype.kind in "iub":
+            dtype = "int32"
+        else:
+            finite = values[np.isfinite(values)]
+            fits = finite.size == 0 or float(np.abs(finite).max()) <= FLOAT16_MAX
+            dtype = "float16" if fits else "float32"
     if dtype not in DTYPES:
         raise ValueError(f"wire dtype must be one of {DTYPES}, got {dtype!r}")
     values = np.ascontiguousarray(values, dtype=dtype)
