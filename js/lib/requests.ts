@@ -34,7 +34,8 @@ export class Superseded extends Error {
 const TIMEOUT_MS = 120_000; // a dead kernel must not block a lane for ever
 
 export class Requests {
-  private nextId = 1;
+  // Every view of a model hears every response: ids start at random so views never take each other's.
+  private nextId = Math.floor(Math.random() * 2 ** 30) + 1;
   private readonly open = new Map<number, Open>();
   private readonly lanes = new Map<string, { busy: boolean; pending: Queued | null }>();
   private readonly onMessage: (msg: unknown) => void;
@@ -45,7 +46,7 @@ export class Requests {
       const response = msg as Response;
       if (!response || response.type !== "response") return;
       const entry = this.open.get(response.id);
-      if (!entry) return;
+      if (!entry) return; // another view's request
       clearTimeout(entry.timer);
       this.open.delete(response.id);
       if (response.ok) entry.resolve(response.data);

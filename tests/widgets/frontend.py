@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ class FakeFrontend:
         result = []
         for msg, buffers in self.sent:
             if msg.get("method") == "update":
-                state = dict(msg["state"])
+                state = copy.deepcopy(msg["state"])
                 _put_buffers(state, msg.get("buffer_paths", []), buffers)
                 result.append(state)
         return result
