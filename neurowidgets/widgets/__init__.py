@@ -1,6 +1,20 @@
 """Thin anywidget front-ends over the core: traits for state, messages for on-demand computation."""
 
 from .activation_trace import ActivationTrace
+from .explorer import ImageExplorer, TensorExplorer, TextExplorer, explore
+from .image_overlay import ImageOverlay
 from .neuron_grid import NeuronGrid
+from .token_heatmap import TokenHeatmap
+from .top_examples import TopExamples
 
-__all__ = ["ActivationTrace", "NeuronGrid"]
+__all__ = [
+    "ActivationTrace",
+    "ImageExplorer",
+    "ImageOverlay",
+    "NeuronGrid",
+    "TensorExplorer",
+    "TextExplorer",
+    "TokenHeatmap",
+    "TopExamples",
+    "explore",
+]

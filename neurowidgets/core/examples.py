@@ -1,0 +1,89 @@
+"""Random access to a dataset's examples by global index: as model inputs, and as what a view draws.
+
+Scans number examples in the order they come (from ``start_index``); the views of a scan (top
+examples, quantile samples) fetch those examples again by that number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .images import ImageAdapter
+from .text import TextAdapter
+
+
+class Examples:
+    """``data``: a tensor of images or other inputs (examples along dim 0), a list of strings (with a
+    ``text`` adapter), or an indexable dataset whose items are inputs or (inputs, label) pairs.
+
+    ``start_index`` is the global index of ``data[0]`` (as given to the scan).
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        text: TextAdapter | None = None,
+        images: ImageAdapter | None = None,
+        start_index: int = 0,
+    ):
+        if isinstance(data, np.ndarray):
+            data = torch.from_numpy(data)
+        if isinstance(data, (str, bytes)) or not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+            raise TypeError(
+                "examples must be indexable with a length (a tensor, a list of strings or a Dataset); "
+                f"got {type(data).__name__}"
+            )
+        self.data = data
+        self.start_index = int(start_index)
+        self.is_text = len(data) > 0 and isinstance(data[0], str)
+        if self.is_text and text is None:
+            raise ValueError("text examples need a TextAdapter (or a tokenizer) to become model inputs")
+        self.text = text
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def modality(self) -> str:
+        if self.is_text:
+            return "text"
+        first = self._item(self.start_index)
+        return "image" if isinstance(first, torch.Tensor) and first.ndim == 3 else "tensor"
+
+    def _item(self, index: int) -> Any:
+        local = int(index) - self.start_index
+        if not 0 <= local < len(self.data):
+            stop = self.start_index + len(self.data)
+            raise IndexError(f"example {index} is not in this data (indices {self.start_index}…{stop - 1})")
+        item = self.data[local]
+        if isinstance(item, (tuple, list)) and not self.is_text:  # (inputs, label) from a labelled dataset
+            item = item[0]
+        return item
+
+    def get(self, index: int) -> Any:
+        """One example as the data holds it (a string, or a tensor without batch dimension)."""
+        return self._item(index)
+
+    def batch(self, indices: Sequence[int]) -> Any:
+        """Model inputs for these examples, in this order."""
+        items = [self._item(i) for i in indices]
+        if self.is_text:
+            return self.text(items)
+        return torch.stack([torch.as_tensor(item) for item in items])
+
+    def tokens(self, inputs: dict[str, torch.Tensor]) -> list[list[str]]:
+        """The token strings of each row of a text batch, without padding."""
+        mask = inputs.get("attention_mask")
+        rows = []
+        for row, ids in enumerate(inputs["input_ids"]):
+            length = int(mask[row].sum()) if mask is not None else len(ids)
+            rows.append(self.text.tokens(ids[:length]))
+        return rows
+
+    def pixels(self, images: torch.Tensor) -> np.ndarray:
+        return (self.images or ImageAdapter()).to_pixels(images)

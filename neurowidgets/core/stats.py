@@ -1,0 +1,883 @@
+"""Streaming, mergeable per-unit statistics of one layer.
+
+:class:`LayerStats` is updated one batch of (batch, positions, units) activations at a time, on the
+device the activations are on, and keeps O(units × (k + bins)) memory whatever the size of the data.
+Two instances built over disjoint parts of a dataset :meth:`~LayerStats.merge` into what one scan over
+both parts gives: exactly for the counts, min, max, histograms, top-k and quantile samples; to the
+rounding of the activations' own dtype for the mean and variance (per batch, sums of the values less
+a per-unit shift, in float32 within blocks of 64 rows and float64 beyond; across batches and parts,
+float64 (count, mean, M2) accumulators merged with Chan's parallel update).
+
+What is kept per unit, over every valid position of every example (padding excluded, see ``update``):
+
+- ``count`` finite values; ``nan_count`` and ``inf_count`` values that were NaN or ±inf (those are
+  left out of every other statistic);
+- ``mean`` and ``var`` (population variance, ddof=0), ``min`` and ``max``;
+- ``density``: the fraction of the finite values above ``threshold``;
+- a histogram over fixed, data-independent bins (see :data:`HISTOGRAM`);
+- the exact top-k examples: an example enters by its maximum over positions, at most once, as
+  (value, example index, position index); ties go to the lower example index, and within one example
+  to the lower position;
+- quantile samples (Neuronpedia's "examples from lower activation intervals"): per unit and per
+  octave of activation (the example's maximum), the ``samples`` examples with the smallest
+  :func:`example_hash` of their index, a deterministic pseudo-random choice that merges exactly;
+- counts of values within a tolerance of the layer's bounds (sigmoid, tanh, ...) for ``saturated``.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# -- fixed, data-independent bins ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SymlogBins:
+    """Symmetric log-spaced bins read off the bits of float32 values, exactly and without search.
+
+    Positive edges are ``2**e * (1 + j / per_octave)`` for ``e`` in ``[low_exp, high_exp)`` and
+    ``j < per_octave``, plus ``2**high_exp``; every edge is exactly a float32. The bins are
+    ``[-inf, -2**high_exp)``, the mirrored negative bins, a zero bin ``[-2**low_exp, 2**low_exp)``,
+    the positive bins and ``[2**high_exp, inf)``; every bin is closed on its left edge, like numpy's.
+    Values are binned as float32 (float64 activations are rounded to float32 first).
+    """
+
+    per_octave_log2: int  # bins per octave = 2 ** per_octave_log2
+    low_exp: int
+    high_exp: int
+
+    @property
+    def per_octave(self) -> int:
+        return 1 << self.per_octave_log2
+
+    @property
+    def levels(self) -> int:  # bins on each side, between 2**low_exp and 2**high_exp
+        return (self.high_exp - self.low_exp) * self.per_octave
+
+    @property
+    def num_bins(self) -> int:
+        return 2 * self.levels + 3
+
+    @property
+    def zero_bin(self) -> int:
+        return self.levels + 1
+
+    @property
+    def _shift(self) -> int:
+        return 23 - self.per_octave_log2
+
+    @property
+    def _first_level(self) -> int:  # the level (bits >> shift) of 2**low_exp
+        return (127 + self.low_exp) << self.per_octave_log2
+
+    def edges(self) -> np.ndarray:
+        """The ``num_bins + 1`` edges as float64 (exact), from ``-inf`` to ``inf``."""
+        positive = [
+            math.ldexp(1.0 + j / self.per_octave, e)
+            for e in range(self.low_exp, self.high_exp)
+            for j in range(self.per_octave)
+        ]
+        positive.append(math.ldexp(1.0, self.high_exp))
+        pos = np.array(positive)
+        return np.concatenate([[-np.inf], -pos[::-1], pos, [np.inf]])
+
+    def index(
+        self,
+        values: torch.Tensor,
+        out: torch.Tensor | None = None,
+        scratch: torch.Tensor | None = None,
+        offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The bin of every value as int32 in ``[0, num_bins)`` (NaN lands in an overflow bin).
+
+        Integer operations on the float32 bits, in place in ``out`` (and ``scratch``) when given;
+        ``offsets`` (int32, broadcast against ``values``) replaces the zero bin's index as the base,
+        e.g. ``unit * num_bins + zero_bin`` to get flat (unit, bin) indices in one pass less.
+        """
+        if values.dtype != torch.float32:
+            values = values.float()
+        bits = values.view(torch.int32)
+        magnitude = torch.bitwise_and(bits, 0x7FFFFFFF, out=out)
+        sign = torch.bitwise_right_shift(bits, 31, out=scratch)  # -1 for negatives (and -0.0), else 0
+        # [-b, -a) for negatives means |x| in (a, b]: one float step down makes it [a, b);
+        # -0.0 becomes -1 and joins the zero bin.
+        magnitude += sign
+        magnitude >>= self._shift
+        magnitude -= self._first_level - 1  # 1 + the rank of the level above 2**low_exp; <= 0: zero bin
+        magnitude.clamp_(0, self.levels + 1)
+        magnitude ^= sign  # negate the negatives: (m ^ -1) - (-1) == -m
+        magnitude -= sign
+        magnitude += self.zero_bin if offsets is None else offsets
+        return magnitude
+
+    def index_numpy(self, values: np.ndarray) -> np.ndarray:
+        """The same bins by searching the edges (a slow reference, used by the tests)."""
+        edges = self.edges()
+        values = np.asarray(values, dtype=np.float32).astype(np.float64)
+        inner = edges[1:-1]
+        result = np.searchsorted(inner, values, side="right")
+        # The zero bin spans [-2**low_exp, 2**low_exp): searchsorted already puts it at zero_bin.
+        return result.astype(np.int64)
+
+
+#: Histogram bins: 8 per octave (about 26.6 per decade) over ±2**-20 … ±2**20 (±9.5e-7 … ±1.05e6),
+#: 643 bins in all: per unit 5 KiB of int64 counts.
+HISTOGRAM = SymlogBins(per_octave_log2=3, low_exp=-20, high_exp=20)
+#: Cells of the quantile samples: one per octave of the example's maximum, same range (83 cells).
+QUANTILE_CELLS = SymlogBins(per_octave_log2=0, low_exp=-20, high_exp=20)
+
+# -- a deterministic hash of example indices ------------------------------------------------------
+
+HASH_BITS = 36  # indices are hashed modulo 2**36 (68.7 billion examples)
+_HASH_MASK = (1 << HASH_BITS) - 1
+_EMPTY = 1 << HASH_BITS  # larger than every hash: an empty sample slot
+_MUL1, _MUL2 = 0x5BD1E95, 0x2C1B3C7  # odd and < 2**27, so that products stay below 2**63
+
+
+def example_hash(index: torch.Tensor) -> torch.Tensor:
+    """A bijection of ``[0, 2**36)`` that scatters example indices (int64 in, int64 out)."""
+    x = index.to(torch.int64) & _HASH_MASK
+    x = (x * _MUL1) & _HASH_MASK
+    x = x ^ (x >> 17)
+    x = (x * _MUL2) & _HASH_MASK
+    x = x ^ (x >> 19)
+    x = (x * _MUL1) & _HASH_MASK
+    return x ^ (x >> 15)
+
+
+def _hash_or_empty(index: torch.Tensor) -> torch.Tensor:
+    return torch.where(index >= 0, example_hash(index.clamp(min=0)), _EMPTY)
+
+
+# -- bounds of bounded activations --------------------------------------------------------------
+
+
+def known_bounds(module: torch.nn.Module | None) -> tuple[float | None, float | None] | None:
+    """The range of a bounded activation module (sigmoid, tanh, hardtanh, ReLU6, ...), else ``None``."""
+    nn = torch.nn
+    if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh(0, 6)
+        return (float(module.min_val), float(module.max_val))
+    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
+        return (0.0, 1.0)
+    if isinstance(module, (nn.Tanh, nn.Softsign)):
+        return (-1.0, 1.0)
+    return None
+
+
+def bound_tolerance(bounds: tuple[float | None, float | None], tolerance: float) -> float:
+    """``tolerance`` relative to the width of the range (or to ``max(1, |bound|)`` for a half-open one)."""
+    low, high = bounds
+    if low is not None and high is not None:
+        return tolerance * (high - low)
+    bound = low if low is not None else high
+    return tolerance * max(1.0, abs(bound))
+
+
+# -- scratch memory and sums ---------------------------------------------------------------------
+
+
+class Workspace:
+    """Scratch buffers reused from batch to batch (and between layers), grown when a batch is larger.
+
+    Re-using them avoids allocating (and page-faulting) a batch-sized array per operation. A name
+    is one buffer of bytes, viewed as whatever dtype asks for it: uses of a name must not overlap.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def get(self, name: str, dtype: torch.dtype, shape: tuple[int, ...], device) -> torch.Tensor:
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        nbytes = math.prod(shape) * itemsize
+        key = (name, torch.device(device))
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = torch.empty(nbytes + (-nbytes) % 8, dtype=torch.uint8, device=device)
+            self._buffers[key] = buffer
+        return buffer[:nbytes].view(dtype).view(shape)
+
+
+_BLOCK = 64
+_HELPER: ThreadPoolExecutor | None = None
+
+
+def _helper() -> ThreadPoolExecutor:
+    """One background thread for the single-threaded bincount (torch ops release the GIL)."""
+    global _HELPER
+    if _HELPER is None:
+        _HELPER = ThreadPoolExecutor(1, thread_name_prefix="neurowidgets-stats")
+    return _HELPER
+
+
+def _blocked_sum(rows: torch.Tensor) -> torch.Tensor:
+    """Column sums of (n, units) as float64: in the rows' dtype within blocks of 64 rows, in float64
+    across blocks (float32 rounding of 64 terms at most, at about the cost of a float32 sum)."""
+    if rows.dtype == torch.float64:
+        return rows.sum(0)
+    n = rows.shape[0]
+    whole = n - n % _BLOCK
+    total = rows[:whole].view(whole // _BLOCK, _BLOCK, rows.shape[1]).sum(1).sum(0, dtype=torch.float64)
+    if whole < n:
+        total += rows[whole:].sum(0, dtype=torch.float64)
+    return total
+
+
+# -- the statistics of one layer ------------------------------------------------------------------
+
+_COUNTERS = ("count_", "nan_", "inf_", "above", "near_low", "near_high")
+_ARRAYS = (
+    *_COUNTERS,
+    "mean_",
+    "m2",
+    "min_",
+    "max_",
+    "hist",
+    "top_values",
+    "top_examples",
+    "top_positions",
+    "sample_values",
+    "sample_examples",
+    "sample_positions",
+    "sample_threshold",
+)
+
+
+class LayerStats:
+    """Per-unit statistics of one layer, updated batch by batch; see the module docstring.
+
+    Built by :func:`neurowidgets.scan`; read with the accessors (numpy arrays, one value per unit).
+    """
+
+    def __init__(
+        self,
+        layer: str,
+        units: int,
+        positions_shape: tuple[int, ...] = (),
+        *,
+        k: int = 32,
+        samples: int = 4,
+        threshold: float = 0.0,
+        bounds: tuple[float | None, float | None] | None = None,
+        tolerance: float = 0.01,
+        module_type: str | None = None,
+        device: torch.device | str = "cpu",
+    ):
+        if k < 0 or samples < 0:
+            raise ValueError(f"k and samples must be >= 0, got k={k}, samples={samples}")
+        self.layer = layer
+        self.units = int(units)
+        self.positions_shape = tuple(int(p) for p in positions_shape)
+        self.k = int(k)
+        self.samples_per_cell = int(samples)
+        self.threshold = float(threshold)
+        self.bounds = None if bounds is None else tuple(None if b is None else float(b) for b in bounds)
+        self.tolerance = float(tolerance)
+        self.module_type = module_type
+        self.num_positions = 0  # valid (unpadded) positions seen, per unit: count + nan + inf
+        self._shift: torch.Tensor | None = None  # per-unit shift for the batch moments (stability)
+        self._next_example = 0
+        device = torch.device(device)
+        u = self.units
+        i64, f64 = dict(dtype=torch.int64, device=device), dict(dtype=torch.float64, device=device)
+        for name in _COUNTERS:
+            setattr(self, name, torch.zeros(u, **i64))
+        self.mean_ = torch.zeros(u, **f64)
+        self.m2 = torch.zeros(u, **f64)
+        self.min_ = torch.full((u,), math.inf, **f64)
+        self.max_ = torch.full((u,), -math.inf, **f64)
+        self.hist = torch.zeros(u, HISTOGRAM.num_bins, **i64)
+        self.top_values = torch.full((u, self.k), -math.inf, **f64)
+        self.top_examples = torch.full((u, self.k), -1, **i64)
+        self.top_positions = torch.full((u, self.k), -1, **i64)
+        cells = (u, QUANTILE_CELLS.num_bins, self.samples_per_cell)
+        self.sample_values = torch.full(cells, -math.inf, **f64)
+        self.sample_examples = torch.full(cells, -1, **i64)
+        self.sample_positions = torch.full(cells, -1, **i64)
+        self.sample_threshold = torch.full(cells[:2], _EMPTY, **i64)
+        self._hist_offsets = None
+
+    # -- settings that two mergeable instances must share ------------------------------------------
+
+    def settings(self) -> dict:
+        return {
+            "units": self.units,
+            "k": self.k,
+            "samples": self.samples_per_cell,
+            "threshold": self.threshold,
+            "bounds": None if self.bounds is None else list(self.bounds),
+            "tolerance": self.tolerance,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.count_.device
+
+    def to(self, device: torch.device | str) -> LayerStats:
+        """Move the statistics (in place) to ``device``; returns ``self``."""
+        for name in _ARRAYS:
+            setattr(self, name, getattr(self, name).to(device))
+        if self._shift is not None:
+            self._shift = self._shift.to(device)
+        self._hist_offsets = None
+        return self
+
+    # -- one batch ---------------------------------------------------------------------------------
+
+    def update(
+        self,
+        values: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        first_example: int = 0,
+        workspace: Workspace | None = None,
+    ) -> None:
+        """Add one batch: ``values`` is (batch, positions, units); ``valid`` an optional (batch, positions)
+        boolean mask of the positions that count (padding is ``False``); examples are numbered from
+        ``first_example``, which must not go back below the examples already added. ``workspace``
+        holds scratch buffers reused from batch to batch (share one between the layers of a scan).
+        """
+        if values.ndim != 3 or values.shape[2] != self.units:
+            raise ValueError(
+                f"layer {self.layer!r}: expected (batch, positions, {self.units}) activations, "
+                f"got {tuple(values.shape)}"
+            )
+        if first_example < self._next_example:
+            raise ValueError(
+                f"examples must come in increasing order: got {first_example} after "
+                f"{self._next_example - 1} (use merge for separately scanned parts)"
+            )
+        batch, positions, units = values.shape
+        if batch == 0:
+            return
+        ws = workspace if workspace is not None else Workspace()
+        self._next_example = first_example + batch
+        if values.dtype not in (torch.float32, torch.float64):
+            values = values.float()
+        if valid is not None:
+            valid = valid.to(device=values.device, dtype=torch.bool)
+            if tuple(valid.shape) != (batch, positions):
+                raise ValueError(
+                    f"layer {self.layer!r}: the mask has shape {tuple(valid.shape)}, "
+                    f"the activations have (batch, positions) = {(batch, positions)}"
+                )
+            if bool(valid.all()):
+                valid = None
+        if valid is not None:
+            keep = valid.reshape(-1).nonzero().squeeze(1)
+            rows = ws.get("rows", values.dtype, (keep.shape[0], units), values.device)
+            torch.index_select(values.reshape(batch * positions, units), 0, keep, out=rows)
+        elif values.is_contiguous():
+            rows = values.view(batch * positions, units)
+        else:  # e.g. the channels of a conv layer, seen as (batch, positions, units)
+            rows = ws.get("rows", values.dtype, (batch * positions, units), values.device)
+            rows.view(batch, positions, units).copy_(values)
+        # Each example's maximum over its valid positions (NaN propagates), for the top-k and the
+        # samples; their maximum is the batch's maximum, which saves a pass over the rows.
+        best, position = self._example_maxima(values, valid, None, ws)
+        finite = True
+        if rows.shape[0]:
+            low, high = rows.amin(0), best.amax(0)  # NaN propagates: one check finds any
+            finite = bool(torch.isfinite(low).all() & torch.isfinite(high).all())
+            if finite:
+                self._update_rows(rows, None, low, high, ws)
+            else:
+                bad = ~torch.isfinite(rows)
+                low = rows.masked_fill(bad, math.inf).amin(0)
+                high = rows.masked_fill(bad, -math.inf).amax(0)
+                self._update_rows(rows, bad, low, high, ws)
+                best, position = self._example_maxima(values, valid, ~torch.isfinite(values), ws)
+        self._update_examples(best, position, first_example)
+
+    def _update_rows(self, rows, bad, low, high, ws: Workspace) -> None:
+        n_rows, units = rows.shape
+        self.num_positions += n_rows
+        self.min_ = torch.minimum(self.min_, low.to(torch.float64))
+        self.max_ = torch.maximum(self.max_, high.to(torch.float64))
+        if bad is None:
+            n = torch.full((units,), n_rows, dtype=torch.int64, device=rows.device)
+        else:
+            nans = torch.isnan(rows).sum(0)
+            n_bad = bad.sum(0)
+            self.nan_ += nans
+            self.inf_ += n_bad - nans
+            n = n_rows - n_bad
+        finish_histogram = self._start_histogram(rows, bad, ws)
+        self.above += self._count_where(torch.gt, rows, self.threshold, bad, ws)
+        if self.bounds is not None:
+            low_bound, high_bound = self.bounds
+            tol = bound_tolerance(self.bounds, self.tolerance)
+            if low_bound is not None:
+                self.near_low += self._count_where(torch.le, rows, low_bound + tol, bad, ws)
+            if high_bound is not None:
+                self.near_high += self._count_where(torch.ge, rows, high_bound - tol, bad, ws)
+        self._add_moments(n, rows, bad, ws)
+        finish_histogram()
+
+    @staticmethod
+    def _count_where(compare, rows, value, bad, ws: Workspace) -> torch.Tensor:
+        """Per-unit count of ``compare(rows, value)``: the hits as 0/1 floats, summed in blocks (exact;
+        several times faster than a boolean sum on a CPU)."""
+        hits = ws.get("scratch", torch.float32, rows.shape, rows.device)
+        compare(rows, value, out=hits)
+        if bad is not None:
+            hits.masked_fill_(bad, 0.0)
+        return _blocked_sum(hits).round_().to(torch.int64)
+
+    def _add_moments(self, n: torch.Tensor, rows: torch.Tensor, bad, ws: Workspace) -> None:
+        """Sums of the values less a per-unit shift (the running mean): float32 within blocks of
+        64 rows, float64 across blocks; merged into the float64 (count, mean, M2) with Chan's update."""
+        if self._shift is None:  # any value near the data keeps the sums well conditioned
+            self._shift = torch.nan_to_num(rows[0], nan=0.0, posinf=0.0, neginf=0.0).clone()
+        shift = self._shift.to(rows.dtype)
+        shifted = ws.get("scratch", rows.dtype, rows.shape, rows.device)
+        torch.sub(rows, shift, out=shifted)
+        if bad is not None:
+            shifted.masked_fill_(bad, 0.0)
+        s1 = _blocked_sum(shifted)
+        shifted.mul_(shifted)
+        s2 = _blocked_sum(shifted)
+        nf = n.to(torch.float64)
+        safe = nf.clamp(min=1.0)
+        mean_b = torch.where(n > 0, shift.to(torch.float64) + s1 / safe, 0.0)
+        m2_b = torch.where(n > 0, (s2 - s1 * s1 / safe).clamp(min=0.0), 0.0)
+        self._merge_moments(n, mean_b, m2_b)
+        self._shift = torch.where(self.count_ > 0, self.mean_, self._shift.to(torch.float64)).to(rows.dtype)
+
+    def _merge_moments(self, n_b: torch.Tensor, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
+        n_a = self.count_.to(torch.float64)
+        nb = n_b.to(torch.float64)
+        total = (n_a + nb).clamp(min=1.0)
+        delta = mean_b - self.mean_
+        self.mean_ = self.mean_ + delta * (nb / total)
+        self.m2 = self.m2 + m2_b + delta * delta * (n_a * nb / total)
+        self.count_ += n_b
+
+    def _start_histogram(self, rows: torch.Tensor, bad: torch.Tensor | None, ws: Workspace):
+        """Bin the values, and count them: on a CPU, in a helper thread (torch's bincount runs on one
+        core) while the caller computes the other statistics. Returns a function that finishes."""
+        num_bins = HISTOGRAM.num_bins
+        if self._hist_offsets is None or self._hist_offsets.device != rows.device:
+            offsets = torch.arange(self.units, dtype=torch.int32, device=rows.device) * num_bins
+            self._hist_offsets = offsets + HISTOGRAM.zero_bin
+        if rows.dtype != torch.float32:
+            rows32 = ws.get("rows32", torch.float32, rows.shape, rows.device)
+            rows32.copy_(rows)
+            rows = rows32
+        flat = HISTOGRAM.index(
+            rows,
+            out=ws.get("bins", torch.int32, rows.shape, rows.device),
+            scratch=ws.get("scratch", torch.int32, rows.shape, rows.device),
+            offsets=self._hist_offsets,
+        )
+        size = self.units * num_bins
+        if bad is not None:
+            flat.masked_fill_(bad, size)  # one extra bin, dropped
+        if rows.device.type == "cpu" and torch.get_num_threads() > 1:
+            counts = _helper().submit(torch.bincount, flat.view(-1), None, size + 1)
+        else:
+            counts = torch.bincount(flat.view(-1), minlength=size + 1)
+
+        def finish() -> None:
+            done = counts.result() if isinstance(counts, Future) else counts
+            self.hist += done[:size].view(self.units, num_bins)
+
+        return finish
+
+    @staticmethod
+    def _example_maxima(values, valid, bad, ws: Workspace):
+        """(max, first position of the max) over the positions of each example, (batch, units);
+        positions that are padding (``valid`` False) or ``bad`` count as -inf."""
+        if valid is not None or bad is not None:
+            drop = bad if valid is None else ~valid.unsqueeze(2)
+            if bad is not None and valid is not None:
+                drop = drop | bad
+            masked = ws.get("scratch", values.dtype, values.shape, values.device)
+            low = torch.tensor(-math.inf, dtype=values.dtype, device=values.device)
+            torch.where(drop, low, values, out=masked)
+            values = masked
+        return values.max(dim=1)
+
+    def _update_examples(self, best, position, first_example) -> None:
+        if self.k == 0 and self.samples_per_cell == 0:
+            return
+        batch = best.shape[0]
+        best = best.T.to(torch.float64)
+        position = position.T
+        examples = torch.arange(first_example, first_example + batch, device=best.device)
+        if self.k:
+            self._offer_top(best, examples, position)
+        if self.samples_per_cell:
+            self._add_samples(best, examples, position)
+
+    # -- top-k ---------------------------------------------------------------------------------------
+
+    def _offer_top(self, values, examples, positions) -> None:
+        """Candidates (units, batch) of examples later than every kept one; only units where one
+        beats the k-th kept value are re-sorted (a tie with it loses: its example index is higher)."""
+        kth = self.top_values[:, -1:]
+        units = (values > kth).any(1).nonzero().squeeze(1)
+        if units.numel() == 0:
+            return
+        if units.numel() == self.units:
+            units = None
+        pick = (lambda t: t) if units is None else (lambda t: t.index_select(0, units))
+        n = values.shape[1]
+        count = self.units if units is None else units.numel()
+        merged = self._top_of(
+            pick(self.top_values),
+            pick(self.top_examples),
+            pick(self.top_positions),
+            pick(values),
+            examples.unsqueeze(0).expand(count, n),
+            pick(positions),
+            presorted=True,
+        )
+        if units is None:
+            self.top_values, self.top_examples, self.top_positions = merged
+        else:
+            for name, rows in zip(("top_values", "top_examples", "top_positions"), merged, strict=True):
+                getattr(self, name)[units] = rows
+
+    def _top_of(self, kept_values, kept_examples, kept_positions, values, examples, positions, presorted):
+        """The top-k of kept entries and candidates, per row. With ``presorted``, every candidate's
+        example index exceeds those kept and rises along dim 1, so one stable sort breaks ties right."""
+        values = torch.cat([kept_values, values], dim=1)
+        examples = torch.cat([kept_examples, examples], dim=1)
+        positions = torch.cat([kept_positions, positions], dim=1)
+        if not presorted:  # order by example index first; unfilled slots (-1, -inf) sort last anyway
+            order = torch.sort(examples, dim=1, stable=True).indices
+            values, examples, positions = (t.gather(1, order) for t in (values, examples, positions))
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
+        values = values.gather(1, order)
+        empty = values == -math.inf
+        examples = examples.gather(1, order).masked_fill_(empty, -1)
+        positions = positions.gather(1, order).masked_fill_(empty, -1)
+        return values, examples, positions
+
+    # -- quantile samples ------------------------------------------------------------------------
+
+    def _add_samples(self, values, examples, positions) -> None:
+        """Offer candidates (units, n) of examples (n,): each (unit, cell) keeps the ``samples``
+        smallest example hashes; a candidate above its cell's largest kept hash is dropped at once."""
+        cells = QUANTILE_CELLS.index(values.float()).to(torch.int64)
+        cells += torch.arange(self.units, device=values.device).unsqueeze(1) * QUANTILE_CELLS.num_bins
+        hashes = example_hash(examples).unsqueeze(0).expand_as(cells)
+        keep = (hashes < self.sample_threshold.view(-1)[cells]) & (values > -math.inf)
+        if not bool(keep.any()):
+            return
+        examples = examples.unsqueeze(0).expand_as(cells)
+        self._insert_samples(cells[keep], hashes[keep], values[keep], examples[keep], positions[keep])
+
+    def _insert_samples(self, cells, hashes, values, examples, positions) -> None:
+        """Merge entries (flat cell index, hash, value, example, position) into their cells."""
+        s = self.samples_per_cell
+        flat_examples = self.sample_examples.view(-1, s)
+        flat_values = self.sample_values.view(-1, s)
+        flat_positions = self.sample_positions.view(-1, s)
+        touched = torch.unique(cells)
+        old_examples = flat_examples[touched]
+        filled = old_examples >= 0
+        old_examples = old_examples[filled]
+        all_cells = torch.cat([touched.unsqueeze(1).expand(-1, s)[filled], cells])
+        all_hashes = torch.cat([example_hash(old_examples), hashes])
+        all_values = torch.cat([flat_values[touched][filled], values])
+        all_examples = torch.cat([old_examples, examples])
+        all_positions = torch.cat([flat_positions[touched][filled], positions])
+        order = torch.argsort(all_cells * _EMPTY + all_hashes)  # by cell, then hash (all distinct)
+        sorted_cells = all_cells[order]
+        index = torch.arange(order.shape[0], device=cells.device)
+        first = torch.ones_like(sorted_cells, dtype=torch.bool)
+        first[1:] = sorted_cells[1:] != sorted_cells[:-1]
+        slot = index - torch.where(first, index, 0).cummax(0).values  # rank within the cell
+        take = slot < s
+        order, sorted_cells, slot = order[take], sorted_cells[take], slot[take]
+        flat_examples[touched] = -1
+        flat_values[touched] = -math.inf
+        flat_positions[touched] = -1
+        flat_examples[sorted_cells, slot] = all_examples[order]
+        flat_values[sorted_cells, slot] = all_values[order]
+        flat_positions[sorted_cells, slot] = all_positions[order]
+        self.sample_threshold.view(-1)[touched] = _hash_or_empty(flat_examples[touched]).amax(1)
+
+    # -- merge -------------------------------------------------------------------------------------
+
+    def merge(self, other: LayerStats) -> LayerStats:
+        """A new instance: the statistics of both parts (which must hold disjoint examples)."""
+        if self.settings() != other.settings():
+            raise ValueError(
+                f"cannot merge statistics of layer {self.layer!r} taken with different settings: "
+                f"{self.settings()} vs {other.settings()}"
+            )
+        result = self.copy()
+        other = other.copy().to(result.device)
+        result.positions_shape = _wider(self.positions_shape, other.positions_shape, self.layer)
+        result.num_positions += other.num_positions
+        for name in ("nan_", "inf_", "above", "near_low", "near_high"):
+            setattr(result, name, getattr(result, name) + getattr(other, name))
+        result._merge_moments(other.count_, other.mean_, other.m2)
+        result.min_ = torch.minimum(result.min_, other.min_)
+        result.max_ = torch.maximum(result.max_, other.max_)
+        result.hist = result.hist + other.hist
+        if result.k:
+            result.top_values, result.top_examples, result.top_positions = result._top_of(
+                result.top_values,
+                result.top_examples,
+                result.top_positions,
+                other.top_values,
+                other.top_examples,
+                other.top_positions,
+                presorted=False,
+            )
+        if result.samples_per_cell:
+            filled = other.sample_examples >= 0
+            cells = torch.arange(filled[..., 0].numel(), device=result.device).view(filled.shape[:2])
+            cells = cells.unsqueeze(2).expand_as(filled)
+            result._insert_samples(
+                cells[filled],
+                example_hash(other.sample_examples[filled]),
+                other.sample_values[filled],
+                other.sample_examples[filled],
+                other.sample_positions[filled],
+            )
+        result._next_example = max(self._next_example, other._next_example)
+        return result
+
+    def copy(self) -> LayerStats:
+        result = LayerStats.__new__(LayerStats)
+        result.__dict__.update(self.__dict__)
+        for name in _ARRAYS:
+            setattr(result, name, getattr(self, name).clone())
+        return result
+
+    # -- state for saving --------------------------------------------------------------------------
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able metadata, arrays) that :meth:`from_state` turns back into an equal instance."""
+        meta = {
+            "layer": self.layer,
+            "positions_shape": list(self.positions_shape),
+            "module_type": self.module_type,
+            "num_positions": self.num_positions,
+            "next_example": self._next_example,
+            **self.settings(),
+        }
+        arrays = {name: getattr(self, name).detach().cpu().numpy() for name in _ARRAYS}
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> LayerStats:
+        bounds = meta["bounds"]
+        result = cls(
+            meta["layer"],
+            meta["units"],
+            tuple(meta["positions_shape"]),
+            k=meta["k"],
+            samples=meta["samples"],
+            threshold=meta["threshold"],
+            bounds=None if bounds is None else tuple(bounds),
+            tolerance=meta["tolerance"],
+            module_type=meta["module_type"],
+        )
+        for name in _ARRAYS:
+            expected = getattr(result, name)
+            array = torch.from_numpy(np.ascontiguousarray(arrays[name]))
+            if array.shape != expected.shape or array.dtype != expected.dtype:
+                raise ValueError(
+                    f"saved statistics of layer {meta['layer']!r}: {name} has shape {tuple(array.shape)} "
+                    f"{array.dtype}, expected {tuple(expected.shape)} {expected.dtype}"
+                )
+            setattr(result, name, array)
+        result.num_positions = int(meta["num_positions"])
+        result._next_example = int(meta["next_example"])
+        return result
+
+    # -- accessors ---------------------------------------------------------------------------------
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean of the finite values per unit (NaN for a unit without any)."""
+        return np.where(self.count > 0, self.mean_.cpu().numpy(), np.nan)
+
+    @property
+    def var(self) -> np.ndarray:
+        """Population variance (ddof=0) of the finite values per unit (NaN for a unit without any)."""
+        count = self.count
+        return np.where(count > 0, self.m2.cpu().numpy() / np.maximum(count, 1), np.nan)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.var)
+
+    @property
+    def min(self) -> np.ndarray:
+        """Smallest finite value per unit (``inf`` for a unit without any)."""
+        return self.min_.cpu().numpy()
+
+    @property
+    def max(self) -> np.ndarray:
+        """Largest finite value per unit (``-inf`` for a unit without any)."""
+        return self.max_.cpu().numpy()
+
+    @property
+    def count(self) -> np.ndarray:
+        """Finite values per unit, over the valid (unpadded) positions of every example."""
+        return self.count_.cpu().numpy()
+
+    @property
+    def nan_count(self) -> np.ndarray:
+        """NaN values per unit (left out of every other statistic)."""
+        return self.nan_.cpu().numpy()
+
+    @property
+    def inf_count(self) -> np.ndarray:
+        """+inf and -inf values per unit (left out of every other statistic)."""
+        return self.inf_.cpu().numpy()
+
+    @property
+    def density(self) -> np.ndarray:
+        """Firing density: the fraction of a unit's finite values above the threshold."""
+        count = self.count
+        return np.where(count > 0, self.above.cpu().numpy() / np.maximum(count, 1), 0.0)
+
+    @property
+    def num_units(self) -> int:
+        return self.units
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The edges of every unit's histogram (fixed; see :data:`HISTOGRAM`)."""
+        return HISTOGRAM.edges()
+
+    def histograms(self) -> np.ndarray:
+        """Every unit's counts over all the bins: (units, bins) int64 (edges in :attr:`edges`)."""
+        return self.hist.cpu().numpy()
+
+    def histogram(self, unit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, edges) of one unit's histogram over its non-empty span of the fixed bins.
+
+        ``edges`` has one more entry than ``counts``; the outer bins may reach ``-inf`` / ``inf``
+        (values beyond ±2**20). A unit without finite values gives two empty arrays.
+        """
+        counts = self.hist[self._unit(unit)].cpu().numpy()
+        nonzero = np.flatnonzero(counts)
+        if not nonzero.size:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        first, last = nonzero[0], nonzero[-1] + 1
+        return counts[first:last], HISTOGRAM.edges()[first : last + 1]
+
+    def top_k(self, unit: int) -> list[tuple[float, int, int]]:
+        """(value, example index, position index) of the unit's top examples, highest first.
+
+        The position is a flat index into :attr:`positions_shape` (row-major). Fewer than ``k``
+        entries when fewer examples had a finite value at a valid position.
+        """
+        unit = self._unit(unit)
+        examples = self.top_examples[unit].cpu().tolist()
+        values = self.top_values[unit].cpu().tolist()
+        positions = self.top_positions[unit].cpu().tolist()
+        return [(v, e, p) for v, e, p in zip(values, examples, positions, strict=True) if e >= 0]
+
+    def samples(self, unit: int) -> list[tuple[float, float, list[tuple[float, int, int]]]]:
+        """Examples from every activation interval (octave) a unit reached, highest interval first.
+
+        Each entry is (low edge, high edge, [(value, example index, position index), ...]), the
+        examples sorted by value, highest first; an example is placed by its maximum over positions.
+        Within an interval the examples are a deterministic pseudo-random choice (the smallest
+        :func:`example_hash` of their index), the same whether the data was scanned whole or in parts.
+        """
+        unit = self._unit(unit)
+        examples = self.sample_examples[unit].cpu().numpy()
+        values = self.sample_values[unit].cpu().numpy()
+        positions = self.sample_positions[unit].cpu().numpy()
+        edges = QUANTILE_CELLS.edges()
+        result = []
+        for cell in range(QUANTILE_CELLS.num_bins - 1, -1, -1):
+            filled = examples[cell] >= 0
+            if not filled.any():
+                continue
+            entries = sorted(
+                zip(
+                    values[cell][filled].tolist(),
+                    examples[cell][filled].tolist(),
+                    positions[cell][filled].tolist(),
+                    strict=True,
+                ),
+                key=lambda entry: (-entry[0], entry[1]),
+            )
+            result.append((float(edges[cell]), float(edges[cell + 1]), entries))
+        return result
+
+    def dead(self) -> np.ndarray:
+        """Units that never exceeded the threshold on the scanned data (indices, ascending)."""
+        return np.flatnonzero(self.above.cpu().numpy() == 0)
+
+    def saturated(self, fraction: float = 0.99, bound: str | float | None = None) -> np.ndarray:
+        """Units within the tolerance of a bound for at least ``fraction`` of their finite values.
+
+        The bounds are those of the layer's module (sigmoid (0, 1), tanh (-1, 1), hardtanh, ReLU6)
+        or the ones given to ``scan(bounds=...)``; they are tracked during the scan. ``bound`` picks
+        ``"low"``, ``"high"`` or one of the bounds by value; ``None``: either.
+        """
+        if self.bounds is None:
+            raise ValueError(
+                f"layer {self.layer!r} ({self.module_type}) has no known bounds, so saturation was not "
+                "tracked; scan again with bounds={layer: (low, high)} (None for an open side)"
+            )
+        low, high = self.bounds
+        if bound is None:
+            sides = [s for s, b in (("low", low), ("high", high)) if b is not None]
+        elif bound in ("low", "high"):
+            sides = [bound]
+        elif isinstance(bound, (int, float)) and float(bound) in (low, high):
+            sides = ["low" if float(bound) == low else "high"]
+        else:
+            raise ValueError(
+                f"layer {self.layer!r}: bound must be 'low', 'high', or one of the tracked bounds "
+                f"{self.bounds}, got {bound!r}; other bounds need a new scan with bounds=..."
+            )
+        count = np.maximum(self.count, 1)
+        stuck = np.zeros(self.units, dtype=bool)
+        for side in sides:
+            value = low if side == "low" else high
+            if value is None:
+                raise ValueError(f"layer {self.layer!r} has no {side} bound (bounds {self.bounds})")
+            near = (self.near_low if side == "low" else self.near_high).cpu().numpy()
+            stuck |= (near / count >= fraction) & (self.count > 0)
+        return np.flatnonzero(stuck)
+
+    def saturation(self) -> dict[str, np.ndarray]:
+        """Per-unit fraction of finite values near each tracked bound: ``{"low": ..., "high": ...}``."""
+        if self.bounds is None:
+            return {}
+        count = np.maximum(self.count, 1)
+        result = {}
+        low, high = self.bounds
+        for side, bound, near in (("low", low, self.near_low), ("high", high, self.near_high)):
+            if bound is not None:
+                result[side] = near.cpu().numpy() / count
+        return result
+
+    def _unit(self, unit: int) -> int:
+        unit = int(unit)
+        if not -self.units <= unit < self.units:
+            raise IndexError(f"unit {unit} is out of range for layer {self.layer!r}, which has {self.units} units")
+        return unit % self.units
+
+    def __repr__(self) -> str:
+        return (
+            f"LayerStats({self.layer!r}, units={self.units}, positions={self.positions_shape}, "
+            f"values={int(self.count_.sum())}, k={self.k})"
+        )
+
+
+def _wider(a: tuple[int, ...], b: tuple[int, ...], layer: str) -> tuple[int, ...]:
+    """The larger of two position grids (sequences of different lengths); ranks must agree."""
+    if a == b:
+        return a
+    if len(a) != len(b):
+        raise ValueError(f"layer {layer!r}: position grids {a} and {b} have different ranks")
+    return tuple(max(x, y) for x, y in zip(a, b, strict=True))

@@ -1,0 +1,136 @@
+"""explore(): one widget composing the views that fit the input, linked through one shared state.
+
+The explorer is a single widget whose model carries the state of every view it shows (a class that
+inherits from each view), so the selection of units, the position and the current input are the same
+traits for all of them: linked in the browser with no message in between, and one forward pass per
+input in the kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import traitlets
+from torch import nn
+
+from ..core import Capture, Probe
+from ..core.images import ImageAdapter
+from ..core.scan import ScanResult
+from ..core.scan import scan as run_scan
+from ..core.text import TextAdapter
+from .activation_trace import ActivationTrace
+from .base import as_probe, bundle
+from .image_overlay import ImageOverlay
+from .neuron_grid import NeuronGrid
+from .token_heatmap import TokenHeatmap
+from .top_examples import FeatureCard
+
+
+class ImageExplorer(ImageOverlay, FeatureCard, ActivationTrace, NeuronGrid):
+    """Grid, image overlay with drag-to-probe, traces and the feature card, on one image batch."""
+
+    _esm = bundle("explorer")
+    modality = traitlets.Unicode("image", read_only=True).tag(sync=True)
+
+    def _example_input(self, index: int) -> Any:
+        return self.examples.get(index).unsqueeze(0)
+
+
+class TextExplorer(TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
+    """Grid, editable token heatmap, traces over tokens and the feature card, on a few texts."""
+
+    _esm = bundle("explorer")
+    modality = traitlets.Unicode("text", read_only=True).tag(sync=True)
+
+    def _example_input(self, index: int) -> Any:
+        return [self.examples.get(index)]
+
+    def set_texts(self, texts: str | Sequence[str]) -> None:
+        super().set_texts(texts)
+        self.current_index = -1
+
+    def _show(self, capture: Capture, layer: str) -> None:
+        with self.hold_sync():
+            super()._show(capture, layer)
+            self.set_trait("position_labels", self.tokens)  # traces label their x axis with the tokens
+
+
+class TensorExplorer(FeatureCard, ActivationTrace, NeuronGrid):
+    """Grid, traces and the feature card for inputs that are neither images nor text."""
+
+    _esm = bundle("explorer")
+    modality = traitlets.Unicode("tensor", read_only=True).tag(sync=True)
+
+
+def explore(
+    model: nn.Module | Probe,
+    inputs: Any,
+    data: Any = None,
+    layer: str | None = None,
+    scan: ScanResult | None = None,
+    *,
+    tokenizer: Any = None,
+    max_length: int = 128,
+    images: ImageAdapter | None = None,
+    class_names: Sequence[str] | None = None,
+    k: int = 16,
+    **kwargs: Any,
+) -> ImageExplorer | TextExplorer | TensorExplorer:
+    """Explore ``model`` on ``inputs`` with every view that fits them, linked.
+
+    - ``inputs``: a string or a list of strings (text: give ``tokenizer``), an (N, C, H, W) image
+      tensor, or any other model input batch.
+    - ``layer``: a ``named_modules()`` path; default: the first scanned layer, else a layer chosen
+      from a dry run (the last spatial layer for images, a middle MLP layer for text).
+    - ``data``: a dataset to find what drives each unit. Without ``scan`` it is scanned now (k
+      examples a unit, cached on disk); with ``scan`` (for example from ``nw.load_scan``) it is
+      only used to show the examples the scan found.
+    With neither ``data`` nor ``scan``, the live views work alone.
+    """
+    probe = as_probe(model)
+    is_text = isinstance(inputs, str) or (
+        isinstance(inputs, Sequence) and len(inputs) > 0 and all(isinstance(t, str) for t in inputs)
+    )
+    if is_text and tokenizer is None:
+        raise ValueError("text inputs need a tokenizer: explore(model, texts, tokenizer=...)")
+    text = None
+    if is_text:
+        text = tokenizer if isinstance(tokenizer, TextAdapter) else TextAdapter(tokenizer, max_length)
+    model_inputs = text(inputs) if is_text else inputs
+    if layer is None:
+        layer = scan.layers[0] if scan is not None else default_layer(probe, model_inputs, is_text)
+    if data is not None and scan is None:
+        scan = run_scan(probe, data, [layer], k=k, adapter=text)
+
+    if is_text:
+        view = TextExplorer(probe, layer, inputs, text, **kwargs)
+    elif isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.shape[1] in (1, 3, 4):
+        view = ImageExplorer(probe, layer, inputs, adapter=images, class_names=class_names, **kwargs)
+    else:
+        view = TensorExplorer(probe, layer, inputs, **kwargs)
+    if scan is not None and data is not None:
+        view.attach_scan(scan, data, text=text, images=images)
+    else:
+        view._update_card()
+    if not view.selected_units and view.num_units:
+        view.selected_units = [int(view.values[view.example].max(axis=0).argmax())]
+    return view
+
+
+def default_layer(probe: Probe, inputs: Any, is_text: bool) -> str:
+    """A layer worth looking at first: for text a middle MLP layer, else the last spatial layer."""
+    layers = probe.describe(inputs)
+    grid_rank = 1 if is_text else 2
+    spatial = [name for name, info in layers.items() if info.positions_shape is not None
+               and len(info.positions_shape) == grid_rank and (info.units or 0) > 1]
+    mlp = [name for name in spatial if name.endswith("intermediate")]
+    if mlp:
+        return mlp[len(mlp) // 2]
+    if spatial:
+        return spatial[-1]
+    sized = [name for name, info in layers.items() if (info.units or 0) > 1]
+    if not sized:
+        raise ValueError("no layer of this model produced units on this input; pass layer=")
+    return sized[len(sized) // 2]

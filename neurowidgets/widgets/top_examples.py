@@ -1,0 +1,175 @@
+"""TopExamples: the Neuronpedia feature card of the selected unit, computed from a scan."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from ..core import Probe
+from ..core.examples import Examples
+from ..core.images import ImageAdapter
+from ..core.scan import ScanResult
+from ..core.text import TextAdapter
+from .base import bundle, handles
+from .layer_view import LayerView
+from .wire import encode, to_numpy
+
+CARD_CACHE = 32  # cards kept per widget, so that going back to a unit is instant
+
+
+class FeatureCard(LayerView):
+    """The card's state and computation, for any view that composes it (see :class:`TopExamples`)."""
+
+    card = traitlets.Dict().tag(sync=True)
+    current_index = traitlets.Int(-1).tag(sync=True)
+    shown = traitlets.Int(8).tag(sync=True)
+
+    scan: ScanResult | None = None
+    examples: Examples | None = None
+
+    def attach_scan(
+        self,
+        scan: ScanResult,
+        data: Any,
+        tokenizer: Any = None,
+        text: TextAdapter | None = None,
+        images: ImageAdapter | None = None,
+    ) -> None:
+        """Use ``scan`` of ``data`` (indexed as the scan numbered it) for the card."""
+        if not isinstance(scan, ScanResult):
+            raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
+        if text is None and tokenizer is not None:
+            text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))
+        self.examples = Examples(data, text=text, images=images, start_index=scan.start_index)
+        self.scan = scan
+        self._cards: OrderedDict[tuple[str, int, int], dict] = OrderedDict()
+        self._update_card()
+
+    def show_example(self, index: int) -> None:
+        """Make example ``index`` of the data the current input."""
+        self.set_input(self._example_input(int(index)))
+        self.current_index = int(index)
+
+    def _example_input(self, index: int) -> Any:
+        """What :meth:`set_input` takes for one example (model inputs; a text view takes the text)."""
+        return self.examples.batch([index])
+
+    def set_input(self, inputs: Any) -> None:
+        super().set_input(inputs)
+        self.current_index = -1
+
+    @handles("open_example")
+    def _open_example(self, index: int) -> None:
+        self.show_example(int(index))
+
+    @traitlets.observe("selected_units", "layer", "shown")
+    def _selection_changed(self, change: dict) -> None:
+        if self.values is not None and self.scan is not None:
+            with self.reporting_errors("computing the feature card"):
+                self._update_card()
+
+    def _update_card(self) -> None:
+        if self.scan is None:
+            self.card = {"message": "No scan: pass data= (or scan=) to see what drives each unit."}
+            return
+        if not self.selected_units:
+            self.card = {"message": "Select a unit to see what drives it most."}
+            return
+        key = (self.layer, self.selected_units[0], self.shown)
+        if key not in self._cards:
+            self._cards[key] = self._make_card(*key)
+            while len(self._cards) > CARD_CACHE:
+                self._cards.popitem(last=False)
+        self._cards.move_to_end(key)
+        self.card = self._cards[key]
+
+    def _make_card(self, layer: str, unit: int, shown: int) -> dict:
+        if layer not in self.scan:
+            return {"message": f"Layer {layer!r} was not scanned; scanned layers: {', '.join(self.scan.layers)}."}
+        stats = self.scan[layer]
+        groups = [{"title": "Top activations", "examples": stats.top_k(unit)[:shown]}]
+        for low, high, entries in stats.samples(unit)[1:4]:  # the top interval repeats the top-k
+            groups.append({"title": f"Interval {low:.3g} – {high:.3g}", "examples": entries[:4]})
+        entries = [entry for group in groups for entry in group["examples"]]
+        card: dict[str, Any] = {
+            "layer": layer,
+            "unit": unit,
+            "count": int(stats.count[unit]),
+            "density": float(stats.density[unit]),
+            "mean": float(stats.mean[unit]),
+            "max": float(stats.max[unit]),
+            "nan_count": int(stats.nan_count[unit]),
+            "inf_count": int(stats.inf_count[unit]),
+            "num_examples": self.scan.num_examples,
+            "positions_shape": list(stats.positions_shape),
+            "modality": self.examples.modality,
+            "groups": [
+                {
+                    "title": g["title"],
+                    "examples": [{"value": v, "index": i, "position": p} for v, i, p in g["examples"]],
+                }
+                for g in groups
+            ],
+        }
+        counts, edges = stats.histogram(unit)
+        card["histogram"] = {"counts": encode(counts.astype(np.float32), "float32"), "edges": encode(edges, "float32")}
+        if entries:
+            indices = [i for _, i, _ in entries]
+            inputs = self.examples.batch(indices)
+            acts = self.probe.run(inputs, [layer])[layer].values[:, :, unit]
+            card["activations"] = encode(to_numpy(acts.float()))
+            if self.examples.modality == "text":
+                card["tokens"] = self.examples.tokens(inputs)
+            elif self.examples.modality == "image":
+                card["pixels"] = encode(self.examples.pixels(torch.as_tensor(inputs)), "uint8")
+        return card
+
+
+class TopExamples(FeatureCard):
+    """For the first of ``selected_units``: its top-k examples, examples from lower activation
+    intervals, its firing density and its activation histogram, from ``scan`` over ``data``.
+
+    Each example is shown with every position coloured by this unit's activation (text: the tokens
+    around the firing token; images: the unit's map over the image). Clicking an example makes it
+    the current input (``current_index``) of this widget and of every view linked to it.
+
+    Parameters
+    ----------
+    model, layer: as for every view.
+    scan: a :class:`neurowidgets.ScanResult` of ``data`` that includes ``layer``.
+    data: the scanned data (a tensor of images or inputs, a list of strings, or a Dataset), indexed
+        as the scan numbered it.
+    inputs: the current input (default: the first example of ``data``).
+    tokenizer / text: for text data, a tokenizer or a TextAdapter (as given to the scan).
+    images: an ImageAdapter for drawing image examples (default: values in [0, 1]).
+    """
+
+    _esm = bundle("top_examples")
+
+    def __init__(
+        self,
+        model: nn.Module | Probe,
+        layer: str,
+        scan: ScanResult,
+        data: Any,
+        inputs: Any = None,
+        tokenizer: Any = None,
+        text: TextAdapter | None = None,
+        images: ImageAdapter | None = None,
+        **kwargs: Any,
+    ):
+        if text is None and tokenizer is not None:
+            text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))
+        examples = Examples(data, text=text, images=images, start_index=getattr(scan, "start_index", 0))
+        current = -1
+        if inputs is None:
+            current = examples.start_index
+            inputs = examples.batch([current])
+        super().__init__(model, layer, inputs, **kwargs)
+        self.attach_scan(scan, data, text=text, images=images)
+        self.current_index = current
