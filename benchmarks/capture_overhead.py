@@ -62,16 +62,19 @@ def main() -> None:
         with torch.no_grad():
             model(**batch)
 
-    def hand_hook():
-        kept = []
-        handle = model.encoder.layer[0].intermediate.register_forward_hook(
-            lambda m, a, out: kept.append(out.detach())
-        )
-        try:
-            with torch.no_grad():
-                model(**batch)
-        finally:
-            handle.remove()
+    def hand_hooks(names):
+        def run():
+            kept = []
+            modules = dict(model.named_modules())
+            handles = [modules[n].register_forward_hook(lambda m, a, out: kept.append(out.detach())) for n in names]
+            try:
+                with torch.no_grad():
+                    model(**batch)
+            finally:
+                for handle in handles:
+                    handle.remove()
+
+        return run
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
@@ -79,14 +82,14 @@ def main() -> None:
         print(f"gpu: {torch.cuda.get_device_name(device)}")
     print(f"model: {what}")
     medians = compare(
-        {"bare": bare, "hook": hand_hook, "probe1": lambda: probe.run(batch, one),
-         "probe6": lambda: probe.run(batch, six)},
+        {"bare": bare, "hook1": hand_hooks(one), "probe1": lambda: probe.run(batch, one),
+         "hook6": hand_hooks(six), "probe6": lambda: probe.run(batch, six)},
         args.repeats, device,
     )
     print(f"batch {args.batch} × {args.tokens} tokens: bare forward {medians['bare'] * 1e3:.1f} ms")
-    print(f"  hand-written hook, 1 layer : {medians['hook'] / medians['bare']:.3f}×")
-    print(f"  probe.run, 1 MLP layer     : {medians['probe1'] / medians['bare']:.3f}×  (goal ≤ 1.02×)")
-    print(f"  probe.run, 6 MLP layers    : {medians['probe6'] / medians['bare']:.3f}×  (goal ≤ 1.02×)")
+    for n in ("1", "6"):
+        print(f"  hand-written hooks, {n} MLP layer(s): {medians['hook' + n] / medians['bare']:.3f}×")
+        print(f"  probe.run,          {n} MLP layer(s): {medians['probe' + n] / medians['bare']:.3f}×  (goal ≤ 1.02×)")
 
     sentence = tokenizer(["The quick brown fox jumps over the lazy dog again and again today."],
                          return_tensors="pt").to(device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -279,11 +279,15 @@ class Probe:
         return self._layouts.get(name) or infer_layout(self._modules[name], tensor.ndim)
 
     def _remember(self, acts: Activations) -> None:
-        info = self.layers[acts.layer]
-        if info.units is None:
-            self._seen[acts.layer] = replace(
-                info, layout=acts.layout, units=acts.num_units, positions_shape=acts.positions_shape
-            )
+        if acts.layer in self._seen:  # the hot path: once known, a layer costs one lookup per run
+            return
+        name = acts.layer
+        attached = self._attached.get(name)
+        module = attached.encoder if attached else self._modules[name]
+        self._seen[name] = LayerInfo(
+            name, type(module).__name__, acts.layout, acts.num_units, acts.positions_shape,
+            attached.base if attached else None,
+        )
 
     def _make_hook(self, base: str, wanted: list[str], captured: dict[str, torch.Tensor]):
         edits = self._edits.get(base)

