@@ -1,0 +1,72 @@
+"""explore(): one widget, one state; the views it composes follow each other without a browser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from frontend import FakeFrontend
+
+import neurowidgets as nw
+from neurowidgets.widgets import ImageExplorer, TensorExplorer, TextExplorer
+
+
+@pytest.fixture(scope="module")
+def digit_scan(digits, tmp_path_factory):
+    result = nw.scan(digits.model, digits.test_images, ["relu2"], k=8, progress=False, cache=False)
+    path = result.save(tmp_path_factory.mktemp("scan") / "relu2.npz")
+    return nw.load_scan(path)
+
+
+def test_image_explorer_links_selection_card_and_input(digits, digit_scan):
+    view = nw.explore(digits.model, digits.test_images[:3], data=digits.test_images, scan=digit_scan)
+    assert isinstance(view, ImageExplorer) and view.layer == "relu2"
+    frontend = FakeFrontend(view)
+    frontend.set_state(selected_units=[5])  # a click in the grid
+    assert view.card["unit"] == 5 and frontend.last("card")["unit"] == 5
+    top = view.card["groups"][0]["examples"][0]
+    frontend.custom({"type": "request", "id": 1, "kind": "open_example", "args": {"index": top["index"]}})
+    assert view.current_index == top["index"]
+    expected = nw.Probe(digits.model).run(digits.test_images[top["index"]][None], ["relu2"])["relu2"].values
+    np.testing.assert_allclose(view.values, expected.numpy(), rtol=1e-6)
+    assert view.pixels.shape == (1, 8, 8, 4)
+    assert float(view.values[0, top["position"], 5]) == pytest.approx(top["value"], rel=1e-5)
+    # A patch dragged in the overlay changes the values every view reads.
+    frontend.custom({"type": "request", "id": 2, "kind": "occlude", "args": {"rect": [0, 0, 4, 4]}})
+    assert view.patch == [0, 0, 4, 4] and not np.allclose(view.values, expected.numpy())
+
+
+def test_text_explorer_labels_traces_with_tokens_and_opens_examples(minilm):
+    model, tokenizer = minilm
+    texts = ["def f(x): return x", "The cat sat.", "42 is a number", "import os"]
+    layer = "encoder.layer.1.intermediate"
+    view = nw.explore(model, ["A small test."], data=texts, tokenizer=tokenizer, max_length=32, layer=layer, k=4)
+    assert isinstance(view, TextExplorer)
+    expected = tokenizer.convert_ids_to_tokens(tokenizer("A small test.")["input_ids"])
+    assert view.position_labels == view.tokens == [expected]
+    assert view.selected_units and view.card["unit"] == view.selected_units[0]
+    index = view.card["groups"][0]["examples"][0]["index"]
+    FakeFrontend(view).custom({"type": "request", "id": 1, "kind": "open_example", "args": {"index": index}})
+    assert view.texts == [texts[index]] and view.current_index == index
+    assert view.position_labels == view.tokens
+    view.set_texts(["typed by the user"])
+    assert view.current_index == -1
+
+
+def test_live_views_without_a_scan(digits):
+    view = nw.explore(digits.model, digits.test_images[:2], layer="conv1")
+    assert "No scan" in view.card["message"]
+    view.selected_units = [1]
+    assert "No scan" in view.card["message"]
+
+
+def test_other_inputs_get_the_grid_and_traces():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU())
+    view = nw.explore(model, torch.randn(3, 5))
+    assert isinstance(view, TensorExplorer) and view.layer in ("0", "1")
+
+
+def test_text_without_a_tokenizer_is_a_clear_error(digits):
+    with pytest.raises(ValueError, match="tokenizer"):
+        nw.explore(digits.model, ["some text"])
