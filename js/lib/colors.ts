@@ -72,3 +72,52 @@ export function formatValue(value: number): string {
   if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(3);
   return value.toPrecision(4);
 }
+
+// Viridis (11 stops): a sequential scale for quantities on [0, limit], such as firing density.
+const SEQUENTIAL_STOPS: RGB[] = [
+  [68, 1, 84], [72, 36, 117], [65, 68, 135], [53, 95, 141], [42, 120, 142], [33, 145, 140],
+  [34, 168, 132], [68, 191, 112], [122, 209, 81], [189, 223, 38], [253, 231, 37],
+];
+const SEQUENTIAL_LUT = buildLut(SEQUENTIAL_STOPS, LUT_SIZE);
+
+/** A sequential scale on [0, limit] (values outside are clamped). */
+export class SequentialScale {
+  constructor(public readonly limit: number = 1) {}
+
+  index(value: number): number {
+    if (Number.isNaN(value)) return -1;
+    const t = this.limit > 0 ? value / this.limit : 0;
+    return Math.max(0, Math.min(LUT_SIZE - 1, Math.round(t * (LUT_SIZE - 1))));
+  }
+
+  rgb(value: number): RGB {
+    const i = this.index(value);
+    if (i < 0) return NAN_COLOR;
+    return [SEQUENTIAL_LUT[3 * i], SEQUENTIAL_LUT[3 * i + 1], SEQUENTIAL_LUT[3 * i + 2]];
+  }
+
+  static gradient(): string {
+    const stops = SEQUENTIAL_STOPS.map(([r, g, b], i) => `rgb(${r}, ${g}, ${b}) ${(100 * i) / (SEQUENTIAL_STOPS.length - 1)}%`);
+    return `linear-gradient(to right, ${stops.join(", ")})`;
+  }
+}
+
+// Flags (dead, saturated): the offending units stand out in a colour no other scale uses.
+export const FLAG_ON: RGB = [255, 145, 0];
+export const FLAG_OFF: RGB = [224, 224, 224];
+
+/** 1 → FLAG_ON, 0 → FLAG_OFF. */
+export class FlagScale {
+  readonly limit = 1;
+
+  rgb(value: number): RGB {
+    if (Number.isNaN(value)) return NAN_COLOR;
+    return value > 0.5 ? FLAG_ON : FLAG_OFF;
+  }
+}
+
+export type Scale = DivergingScale | SequentialScale | FlagScale;
+
+export function css([r, g, b]: RGB): string {
+  return `rgb(${r}, ${g}, ${b})`;
+}

@@ -28,7 +28,16 @@ from .token_heatmap import TokenHeatmap
 from .top_examples import FeatureCard
 
 
-class ImageExplorer(ImageOverlay, FeatureCard, ActivationTrace, NeuronGrid):
+class ScanColoursGrid:
+    """The hook between the card and the grid: a scan attached for the card also gives the grid its
+    per-unit statistics to colour by (see :meth:`NeuronGrid.attach_stats`)."""
+
+    def attach_scan(self, scan: ScanResult, data: Any, **kwargs: Any) -> None:
+        super().attach_scan(scan, data, **kwargs)
+        self.attach_stats(scan)
+
+
+class ImageExplorer(ScanColoursGrid, ImageOverlay, FeatureCard, ActivationTrace, NeuronGrid):
     """Grid, image overlay with drag-to-probe, traces and the feature card, on one image batch."""
 
     _esm = bundle("explorer")
@@ -38,7 +47,7 @@ class ImageExplorer(ImageOverlay, FeatureCard, ActivationTrace, NeuronGrid):
         return self.examples.get(index).unsqueeze(0)
 
 
-class TextExplorer(TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
+class TextExplorer(ScanColoursGrid, TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
     """Grid, editable token heatmap, traces over tokens and the feature card, on a few texts."""
 
     _esm = bundle("explorer")
@@ -57,7 +66,7 @@ class TextExplorer(TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
             self.set_trait("position_labels", self.tokens)  # traces label their x axis with the tokens
 
 
-class TensorExplorer(FeatureCard, ActivationTrace, NeuronGrid):
+class TensorExplorer(ScanColoursGrid, FeatureCard, ActivationTrace, NeuronGrid):
     """Grid, traces and the feature card for inputs that are neither images nor text."""
 
     _esm = bundle("explorer")
@@ -113,6 +122,8 @@ def explore(
     if scan is not None and data is not None:
         view.attach_scan(scan, data, text=text, images=images)
     else:
+        if scan is not None:
+            view.attach_stats(scan)  # no data to show examples from, but the grid can use the statistics
         view._update_card()
     if not view.selected_units and view.num_units:
         view.selected_units = [int(view.values[view.example].max(axis=0).argmax())]

@@ -136,3 +136,78 @@ def test_nan_and_large_values_survive_the_wire():
     small = encode(values[:, :3])
     assert small["dtype"] == "float16"
     np.testing.assert_array_equal(decode(small), values[:, :3])
+
+
+# -- colour by a scan's statistics ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_scan(digits):
+    return nw.scan(digits.model, digits.test_images[:96], ["conv2", "fc1"], k=4, progress=False, cache=False)
+
+
+def test_scan_statistics_travel_once_as_float32_rows_equal_to_the_scans_arrays(digits, digits_scan):
+    grid = nw.NeuronGrid(digits.model, "conv2", digits.images[:1], scan=digits_scan)
+    frontend = FakeFrontend(grid)
+    grid.send_state()
+    stats = digits_scan["conv2"]
+    assert frontend.last("stat_names") == ["mean", "max", "density", "dead"]  # ReLU-free conv: no bounds
+    wire = frontend.last("unit_stats")
+    assert wire["dtype"] == "float32" and wire["shape"] == [4, 16] and isinstance(wire["data"], bytes)
+    rows = frontend.last_array("unit_stats")
+    np.testing.assert_allclose(rows[0], stats.mean, rtol=1e-6)
+    np.testing.assert_allclose(rows[1], stats.max, rtol=1e-6)
+    np.testing.assert_allclose(rows[2], stats.density, rtol=1e-6)
+    expected_dead = np.zeros(16)
+    expected_dead[stats.dead()] = 1
+    np.testing.assert_array_equal(rows[3], expected_dead)
+
+    sent = len(frontend.sent)
+    grid.set_input(digits.images[3:4])  # another input: the statistics are not sent again
+    assert all("unit_stats" not in msg.get("state", {}) for msg, _ in frontend.sent[sent:])
+
+
+def test_statistics_follow_the_layer_and_are_empty_for_an_unscanned_layer(digits, digits_scan):
+    grid = nw.NeuronGrid(digits.model, "conv2", digits.images[:1], scan=digits_scan)
+    frontend = FakeFrontend(grid)
+    frontend.set_state(reduce="scan:density")
+    assert grid.reduce == "scan:density"
+    frontend.set_state(layer="fc1")
+    rows = frontend.last_array("unit_stats")
+    assert rows.shape == (4, 64)
+    np.testing.assert_allclose(rows[2], digits_scan["fc1"].density, rtol=1e-6)
+    assert grid.reduce == "scan:density"  # fc1 was scanned too: the colouring stays
+    frontend.set_state(layer="conv1")
+    assert frontend.last_array("unit_stats").shape == (0, 8)
+    assert frontend.last("stat_names") == []
+    assert grid.reduce == "max", "a statistic the layer lacks falls back to the activation"
+    frontend.set_state(reduce="scan:density")  # rejected: shown in the widget, the front-end put back
+    assert grid.reduce == "max" and "reduce must be one of ['max', 'mean']" in grid.error
+
+
+def test_saturated_is_offered_for_bounded_layers_and_order_is_checked():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Sigmoid())
+    with torch.no_grad():
+        model[0].bias[:2] = 50.0  # units 0 and 1 stuck at the sigmoid's top
+        model[0].bias[2] = -50.0  # unit 2 stuck at 0: saturated, and never above the threshold 0.5
+    data = torch.randn(32, 4)
+    result = nw.scan(model, data, ["1"], k=2, threshold=0.5, progress=False, cache=False)
+    grid = nw.NeuronGrid(model, "1", data[:1])
+    assert grid.stat_names == [] and grid.unit_stats.shape == (0, 6)
+    grid.attach_stats(result)
+    assert grid.stat_names == ["mean", "max", "density", "dead", "saturated"]
+    assert grid.unit_stats[4].tolist() == [1, 1, 1, 0, 0, 0]
+    assert grid.unit_stats[3, 2] == 1
+    grid.order = "value"
+    with pytest.raises(traitlets.TraitError):
+        grid.order = "random"
+    with pytest.raises(TypeError, match="ScanResult"):
+        grid.attach_stats({"1": None})
+
+
+def test_the_explorer_feeds_its_scan_to_the_grid(digits, digits_scan):
+    view = nw.explore(digits.model, digits.test_images[:2], data=digits.test_images[:96], scan=digits_scan,
+                      layer="conv2")
+    assert view.stat_names == ["mean", "max", "density", "dead"]
+    np.testing.assert_allclose(view.unit_stats[2], digits_scan["conv2"].density, rtol=1e-6)
