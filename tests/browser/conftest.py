@@ -3,12 +3,16 @@
 Fixtures
   lab_server  (session)  JupyterLab serving a temporary copy of the repo's notebooks/; has .url,
                          .root (the copied notebooks dir), .runtime_dir, .log_path, .api(...)
+  lab_server_saving_widgets (session)  a second JupyterLab like lab_server, with the widget
+                         manager's saveState on (widget state written into notebooks on save)
+  notebook_server (session)  Notebook 7 (`jupyter notebook`), started the same way; same fields
   browser     (session)  Playwright (sync API) Chromium from /usr/bin/chromium
   page        (function) a fresh context + page, viewport 1400x1000; on failure a screenshot and
                          the browser console land in the artifacts dir
   lab         (function) the helpers below bound to `page` and `lab_server`:
                          lab.open(name), lab.run_all(), lab.eval(expr), lab.poll(expr, expected),
                          lab.kernel(), lab.write_notebook(name, cells), lab.screenshot(locator, name)
+  lab_saving_widgets (function) the same helpers on lab_server_saving_widgets
 
 Helpers (plain functions; prefer the `lab` fixture in tests: `from conftest import ...` is
 ambiguous as soon as another conftest.py exists under tests/)
@@ -184,9 +188,23 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
-@pytest.fixture(scope="session")
-def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    base = tmp_path_factory.mktemp("lab")
+# The Lab setting that writes widget state into the notebook's metadata on save (the schema ships
+# in jupyterlab_widgets: .venv/share/jupyter/labextensions/@jupyter-widgets/jupyterlab-manager).
+SAVE_WIDGET_STATE_SETTINGS = {
+    "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
+}
+
+
+def _start_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    app: str = "lab",
+    settings: dict[str, Any] | None = None,
+    log_name: str = "jupyter-lab-server.log",
+) -> Iterator[LabServer]:
+    """Start `jupyter <app>` (lab, or notebook for Notebook 7) on a temporary copy of notebooks/ with
+    LAB_SETTINGS plus `settings`; yields the server and stops it afterwards."""
+    base = tmp_path_factory.mktemp(app)
     root = base / "notebooks"
     if NOTEBOOKS.is_dir():
         shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -195,8 +213,8 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     dirs = {name: base / name for name in ("config", "runtime", "settings", "workspaces", "path")}
     for path in dirs.values():
         path.mkdir()
-    for rel, settings in LAB_SETTINGS.items():
-        _write_json(dirs["settings"] / rel, settings)
+    for rel, values in {**LAB_SETTINGS, **(settings or {})}.items():
+        _write_json(dirs["settings"] / rel, values)
     # A python3 kernelspec that names this interpreter explicitly. JUPYTER_PATH is searched before
     # the user and sys.prefix data dirs, so a stray ~/.local/share/jupyter/kernels/python3 cannot
     # send the notebooks to another Python.
@@ -225,17 +243,18 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         PYTHONUNBUFFERED="1",
     )
     port = _free_port()
+    app_class = {"lab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     cmd = [
-        sys.executable, "-m", "jupyter", "lab",
+        sys.executable, "-m", "jupyter", app,
         "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0",
         "--IdentityProvider.token=", "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",  # lets LabServer.api() POST/DELETE without a cookie
         "--ServerApp.terminals_enabled=False",
-        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, for run_all's error check
+        f"--{app_class}.expose_app_in_browser=True",  # window.jupyterapp, for run_all's error check
         f"--ServerApp.root_dir={root}",
     ]  # fmt: skip
-    log_path = artifact_path("jupyter-lab-server.log")
+    log_path = artifact_path(log_name)
     with open(log_path, "wb") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
@@ -254,7 +273,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(
-                    f"jupyter lab exited with {process.returncode} during startup; log:\n{server.log_tail()}"
+                    f"jupyter {app} exited with {process.returncode} during startup; log:\n{server.log_tail()}"
                 )
             try:
                 server.api("GET", "/api/status", timeout=2)
@@ -263,7 +282,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"jupyter lab did not answer /api/status within {SERVER_START_TIMEOUT:.0f} s; "
+                    f"jupyter {app} did not answer /api/status within {SERVER_START_TIMEOUT:.0f} s; "
                     f"log:\n{server.log_tail()}"
                 )
             time.sleep(0.2)
@@ -281,6 +300,27 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    yield from _start_server(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def lab_server_saving_widgets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """A second JupyterLab, with widget state saved into notebooks (`saveState`); lab_server keeps
+    the default (off)."""
+    yield from _start_server(
+        tmp_path_factory, settings=SAVE_WIDGET_STATE_SETTINGS, log_name="jupyter-lab-save-state-server.log"
+    )
+
+
+@pytest.fixture(scope="session")
+def notebook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """Notebook 7 (`jupyter notebook`), started like lab_server; notebooks open at
+    /notebooks/<name>."""
+    yield from _start_server(tmp_path_factory, app="notebook", log_name="jupyter-notebook-server.log")
 
 
 def write_notebook(lab_server: LabServer, name: str, cells: list[str]) -> Path:
@@ -619,3 +659,13 @@ class Lab:
 @pytest.fixture
 def lab(page: Any, lab_server: LabServer) -> Lab:
     return Lab(page, lab_server)
+
+
+@pytest.fixture
+def lab_saving_widgets(page: Any, lab_server_saving_widgets: LabServer) -> Iterator[Lab]:
+    """Like `lab`, on the JupyterLab that saves widget state into notebooks (saveState on)."""
+    try:
+        yield Lab(page, lab_server_saving_widgets)
+    finally:
+        _close_kernel_clients()
+        lab_server_saving_widgets.shutdown_sessions()

@@ -1,0 +1,119 @@
+"""A saved notebook shows its widgets' last state without a kernel (DESIGN: "Share and teach").
+
+JupyterLab writes widget state into the notebook's metadata on save only with the widget manager's
+`saveState` setting on: these tests use the `lab_saving_widgets` server, which has it."""
+
+from __future__ import annotations
+
+import json
+
+SAVED = "quickstart_saved.ipynb"
+
+PIXEL_JS = """(c, [unit, dx, dy]) => {
+    const cols = +c.dataset.cols, cell = +c.dataset.cell;
+    const x = Math.floor((unit % cols) * cell + dx * cell);
+    const y = Math.floor(Math.floor(unit / cols) * cell + dy * cell);
+    return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
+}"""
+
+
+def pixel(canvas, unit: int, dx: float = 0.5, dy: float = 0.5) -> list[int]:
+    return canvas.evaluate(PIXEL_JS, [unit, dx, dy])
+
+
+def click_unit(page, canvas, unit: int) -> None:
+    canvas.scroll_into_view_if_needed()
+    cols, cell = int(canvas.get_attribute("data-cols")), int(canvas.get_attribute("data-cell"))
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + (unit % cols) * cell + cell / 2, box["y"] + (unit // cols) * cell + cell / 2)
+
+
+def check_drawn(page, *, grid_unit: int, explorer_unit: int) -> None:
+    """The quickstart's NeuronGrid and explorer are drawn as they were saved."""
+    grid = page.locator(".nw-grid:not(.nw-explorer .nw-grid)").first
+    canvas = grid.locator("canvas.nw-grid-canvas")
+    canvas.wait_for(state="visible")
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_function("c => c.dataset.units === '16'", arg=canvas.element_handle())
+    colours = {tuple(pixel(canvas, u)) for u in range(16)}
+    assert len(colours) > 4, f"the grid looks blank: {colours}"
+    assert pixel(canvas, grid_unit, dx=0.04) == [0, 0, 0], "the selected unit is outlined"
+    assert pixel(canvas, (grid_unit + 1) % 16, dx=0.04) != [0, 0, 0]
+
+    explorer = page.locator(".nw-explorer").first
+    explorer.scroll_into_view_if_needed()
+    title = explorer.locator(".nw-examples-title")
+    title.wait_for(state="visible")
+    assert title.inner_text() == f"Unit {explorer_unit} of relu2"
+    xcanvas = explorer.locator("canvas.nw-grid-canvas")
+    xcanvas.scroll_into_view_if_needed()
+    assert len({tuple(pixel(xcanvas, u)) for u in range(int(xcanvas.get_attribute("data-units")))}) > 4
+    assert pixel(xcanvas, explorer_unit, dx=0.04) == [0, 0, 0], "the explorer's selected unit is outlined"
+
+
+def test_saved_notebook_restores_widgets_without_kernel(lab_saving_widgets):
+    lab = lab_saving_widgets
+    page, server = lab.page, lab.server
+    (server.root / SAVED).write_text((server.root / "quickstart.ipynb").read_text())
+    lab.open(SAVED)
+    lab.run_all()
+
+    grid = page.locator(".nw-grid").first.locator("canvas.nw-grid-canvas")
+    click_unit(page, grid, 5)
+    lab.poll("grid.selected_units", "[5]")
+    explorer = page.locator(".nw-explorer").first
+    click_unit(page, explorer.locator("canvas.nw-grid-canvas"), 9)
+    lab.poll("explorer.selected_units", "[9]")
+    explorer.locator(".nw-examples-title", has_text="Unit 9 of relu2").wait_for()
+
+    # Save from the File menu; the widget state lands in the notebook's metadata.
+    before = (server.root / SAVED).stat().st_mtime_ns
+    page.locator(".lm-MenuBar-item", has_text="File").click()
+    page.locator('li[data-command="docmanager:save"]').click()
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)')"
+        "?.title?.className?.includes('jp-mod-dirty')"
+    )
+    path = server.root / SAVED
+    raw, notebook = b"", {"metadata": {}}
+    for _ in range(100):  # the server may still be writing the file
+        if path.stat().st_mtime_ns != before:
+            raw = path.read_bytes()
+            try:
+                notebook = json.loads(raw)
+                break
+            except ValueError:
+                pass
+        page.wait_for_timeout(100)
+    state = notebook["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
+    assert state, "saveState on, but no widget state in the saved notebook"
+    models = state["state"]
+    anywidgets = {k: m for k, m in models.items() if m["model_name"] == "AnyModel"}
+    assert len(anywidgets) >= 2, sorted(m["model_name"] for m in models.values())
+    sizes = {k: len(json.dumps(m)) for k, m in models.items()}
+    print(
+        f"saved notebook: {len(raw)} bytes; widget state {len(json.dumps(state))} bytes; "
+        f"largest models {sorted(sizes.values())[-5:]}"
+    )
+    assert len(raw) < 5_000_000, f"the saved notebook is {len(raw)} bytes"
+
+    # Close the page (no autosave after this), shut the kernel down, open the saved notebook in a
+    # new page. Lab starts a fresh kernel for it, which holds no widgets: what is drawn comes from
+    # the notebook's saved state alone. Then shut that kernel down too: the views stay drawn.
+    # (Choosing "No Kernel" is not automated: Lab 4.6 starts python3 from language_info even
+    # without a kernelspec.)
+    context = page.context
+    page.close(run_before_unload=False)
+    server.shutdown_sessions()
+    lab._clients.clear()
+    page = lab.page = context.new_page()
+    page.goto(f"{server.url}/lab/tree/{SAVED}?reset")
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible")
+    check_drawn(page, grid_unit=5, explorer_unit=9)
+    assert lab.eval("import sys; print('neurowidgets' in sys.modules)") == "False", "a fresh kernel"
+    lab._clients.clear()
+    server.shutdown_sessions()
+    assert server.sessions() == []
+    check_drawn(page, grid_unit=5, explorer_unit=9)
+    lab.screenshot(page.locator(".nw-explorer").first, "saved_state/explorer_restored.png")
+    lab.screenshot(page.locator(".nw-grid").first, "saved_state/grid_restored.png")
