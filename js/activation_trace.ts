@@ -49,14 +49,19 @@ export function unitColumn(matrix: Float32Array, positions: number, units: numbe
 }
 
 /** Each example's max over positions of one unit, and where it is (-1 when NaN). NaN anywhere gives NaN. */
-export function maxPerExample(layer: LayerValues, unit: number): { values: Float32Array; where: Int32Array } {
-  const { examples, positions, units, data } = layer;
+export function maxPerExample(
+  layer: LayerValues,
+  unit: number,
+  lengths: number[] = [],
+): { values: Float32Array; where: Int32Array } {
+  const { examples, units, data } = layer;
   const values = new Float32Array(examples);
   const where = new Int32Array(examples);
   for (let e = 0; e < examples; e++) {
+    const positions = layer.valid(e, lengths); // right padding is not part of the example
     let best = -Infinity;
     let at = positions ? 0 : -1;
-    const base = e * positions * units + unit;
+    const base = e * layer.positions * units + unit;
     for (let p = 0; p < positions; p++) {
       const v = data[base + p * units];
       if (Number.isNaN(v)) {
@@ -191,7 +196,7 @@ export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, option
   function tokenLabels(): string[] | null {
     const labels = model.get("position_labels") ?? [];
     const row = labels[example()];
-    return row && row.length === layerValues.positions && row.length > 0 ? row : null;
+    return row && row.length === layerValues.valid(example(), model.get("lengths")) && row.length > 0 ? row : null;
   }
 
   function positionName(p: number): string {
@@ -226,14 +231,15 @@ export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, option
   function rebuild(): void {
     alongSelect.value = along();
     exampleSelect.value = String(example());
-    const { examples, positions, units } = layerValues;
+    const { examples, units } = layerValues;
+    const positions = layerValues.valid(example(), model.get("lengths"));
     const selected = model.get("selected_units").filter((u) => u >= 0 && u < units);
     const mode = along();
     count = mode === "examples" ? examples : positions;
     series = selected.map((unit, i) => {
       const style = seriesStyle(i);
       if (mode === "examples") {
-        const { values, where } = maxPerExample(layerValues, unit);
+        const { values, where } = maxPerExample(layerValues, unit, model.get("lengths"));
         return { unit, values, where, ...style };
       }
       const matrix = layerValues.matrix(example());
@@ -681,6 +687,7 @@ export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, option
     ["change:example", rebuild],
     ["change:selected_units", rebuild],
     ["change:position_labels", draw],
+    ["change:lengths", rebuild],
     ["change:positions_shape", draw],
     ["change:position", draw],
   ];

@@ -118,7 +118,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
 
   function loadValues(): void {
     layerValues = LayerValues.from(model);
-    ({ positions, units } = layerValues);
+    ({ units } = layerValues);
     loadExample();
     cell = cellSize(units);
     cols = Math.max(1, Math.min(units, Math.floor(MAX_WIDTH / cell)));
@@ -127,7 +127,11 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
   }
 
   function loadExample(): void {
-    matrix = layerValues.examples ? layerValues.matrix(Math.min(model.get("example"), layerValues.examples - 1)) : matrix;
+    if (!layerValues.examples) return;
+    const example = Math.min(model.get("example"), layerValues.examples - 1);
+    // Only the example's real positions: a padded text row's padding is not part of it.
+    positions = layerValues.valid(example, model.get("lengths"));
+    matrix = layerValues.matrix(example).subarray(0, positions * units);
   }
 
   function loadStats(): void {
@@ -491,6 +495,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
     ["change:position", onReduce],
     ["change:order", onOrder],
     ["change:example", onExample],
+    ["change:lengths", onExample],
     ["change:selected_units", draw],
   ];
   for (const [event, listener] of listeners) model.on(event, listener);

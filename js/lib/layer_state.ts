@@ -11,6 +11,7 @@ export interface LayerState {
   example: number;
   selected_units: number[];
   position: number;
+  lengths: number[];
   error: string;
 }
 
@@ -39,6 +40,12 @@ export class LayerValues {
   matrix(example: number): Float32Array {
     const size = this.positions * this.units;
     return this.data.subarray(example * size, (example + 1) * size);
+  }
+
+  /** Positions of an example that are not right padding (``lengths`` from the kernel; all if empty). */
+  valid(example: number, lengths: number[] | undefined): number {
+    const length = lengths?.[example];
+    return length === undefined ? this.positions : Math.max(0, Math.min(length, this.positions));
   }
 
   value(example: number, position: number, unit: number): number {

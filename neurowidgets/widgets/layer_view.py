@@ -36,6 +36,8 @@ class LayerView(NeuroWidget):
     example = traitlets.Int(0).tag(sync=True)
     selected_units = traitlets.List(traitlets.Int()).tag(sync=True)
     position = traitlets.Int(-1).tag(sync=True)
+    # Valid positions per example when a batch is padded on the right (texts); empty: all are valid.
+    lengths = traitlets.List(traitlets.Int(), read_only=True).tag(sync=True)
 
     def __init__(self, model: nn.Module | Probe, layer: str, inputs: Any, **kwargs: Any):
         self.probe = as_probe(model)

@@ -190,6 +190,7 @@ class TokenHeatmap(LayerView):
             self.set_trait("texts", list(batch.texts))
             self.set_trait("tokens", batch.tokens)
             self.set_trait("notice", batch.notice)
+            self.set_trait("lengths", [len(row) for row in batch.tokens])
             super()._show(capture, layer)
             if self.position >= len(batch.tokens[self.example]):  # a padded position of that row
                 self.position = -1

@@ -250,3 +250,11 @@ def test_python_api(minilm):
         TokenHeatmap(model, LAYER, "x", tokenizer, colour="red")
     with pytest.raises(nw.LayerError, match="Closest"):
         TokenHeatmap(model, "encoder.layer.2.intermediat", "x", tokenizer)
+
+
+def test_padded_rows_tell_every_view_their_length(minilm):
+    model, tokenizer = minilm
+    texts = ["a b", "a much longer text than the first"]
+    heatmap = TokenHeatmap(model, "encoder.layer.0.intermediate", texts, tokenizer)
+    assert heatmap.lengths == [len(row) for row in heatmap.tokens]
+    assert heatmap.lengths[0] < heatmap.values.shape[1] == heatmap.lengths[1]
