@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import in_lab
+from in_lab import percentiles
 
 CELLS = [
     "import neurowidgets as nw\n"
@@ -90,11 +89,6 @@ def rect(anchor: tuple[int, int], corner: tuple[int, int]) -> str:
     (ay, ax), (cy, cx) = anchor, corner
     return f"{min(ay, cy)},{min(ax, cx)},{max(ay, cy) + 1},{max(ax, cx) + 1}"
 
-
-def percentiles(values: list[float]) -> str:
-    values = sorted(values)
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return f"p50 {q[49]:6.1f} ms   p95 {q[94]:6.1f} ms   max {values[-1]:6.1f} ms   (n={len(values)})"
 
 
 def measure(lab, moves: int, interval_ms: float, continuous: bool) -> tuple[list[float], list[float]]:
@@ -204,7 +198,6 @@ def main() -> None:
             config.nw_threads = args.threads
             config.nw_nodelay = args.nodelay
 
-    import pytest
 
     if args.nodelay:
         # The harness points JUPYTER_CONFIG_DIR at a fresh temp dir; JUPYTER_CONFIG_PATH is also searched.
@@ -213,15 +206,7 @@ def main() -> None:
         paths = [str(config), os.environ.get("JUPYTER_CONFIG_PATH")]
         os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, paths))
 
-    # The browser-test harness (JupyterLab, Chromium, the `lab` fixture) is tests/browser/conftest.py,
-    # loaded as a plugin: one place for how Lab is started and driven.
-    sys.path.insert(0, str(REPO / "tests" / "browser"))
-    code = pytest.main(
-        [__file__, "-q", "-s", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(REPO / "benchmarks"),
-         "-W", "ignore::DeprecationWarning"],
-        plugins=[Options()],
-    )
-    sys.exit(code)
+    in_lab.run(__file__, Options())
 
 
 if __name__ == "__main__":

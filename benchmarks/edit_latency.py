@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import in_lab
+from in_lab import percentiles
+
 LAYER = "encoder.layer.2.intermediate"
 START = "The quick brown fox jumps over the lazy dog"
 OTHER = "A second sentence keeps the batch honest."
@@ -84,11 +83,6 @@ SETTLED_JS = """
   window.__nw.renders.length > 0 && window.__nw.renders.every(r => r.frame !== null)
 """
 
-
-def percentiles(values: list[float]) -> str:
-    values = sorted(values)
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return f"p50 {q[49]:6.1f} ms   p95 {q[94]:6.1f} ms   max {values[-1]:6.1f} ms   (n={len(values)})"
 
 
 def settle(lab, widget) -> None:
@@ -173,15 +167,7 @@ def main() -> None:
             config.nw_key_delay = args.key_delay_ms
             config.nw_debounces = [int(d) for d in args.debounce_ms.split(",")]
 
-    import pytest
-
-    # The browser-test harness (JupyterLab, Chromium, the `lab` fixture) is tests/browser/conftest.py,
-    # loaded as a plugin: one place for how Lab is started and driven.
-    sys.path.insert(0, str(REPO / "tests" / "browser"))
-    argv = [__file__, "-q", "-s", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(REPO / "benchmarks"),
-            "-W", "ignore::DeprecationWarning"]  # fmt: skip
-    code = pytest.main(argv, plugins=[Options()])
-    sys.exit(code)
+    in_lab.run(__file__, Options())
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import in_lab
+from in_lab import percentiles
+
 UNITS = 16384
 
 CELLS = [
@@ -59,11 +58,6 @@ CHANGE_JS = """
 }
 """
 
-
-def percentiles(values: list[float]) -> str:
-    values = sorted(values)
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return f"p50 {q[49]:6.2f} ms   p95 {q[94]:6.2f} ms   max {values[-1]:6.2f} ms   (n={len(values)})"
 
 
 def test_grid_recolour(lab, request):
@@ -121,17 +115,7 @@ def main() -> None:
         def pytest_configure(self, config):
             config.nw_repeats = max(20, args.repeats)
 
-    import pytest
-
-    # The browser-test harness (JupyterLab, Chromium, the `lab` fixture) is tests/browser/conftest.py,
-    # loaded as a plugin: one place for how Lab is started and driven.
-    sys.path.insert(0, str(REPO / "tests" / "browser"))
-    code = pytest.main(
-        [__file__, "-q", "-s", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(REPO / "benchmarks"),
-         "-W", "ignore::DeprecationWarning"],
-        plugins=[Options()],
-    )
-    sys.exit(code)
+    in_lab.run(__file__, Options())
 
 
 if __name__ == "__main__":
