@@ -28,6 +28,7 @@ __all__ = [
     "Edit",
     "ImageOverlay",
     "LayerError",
+    "LayerHealth",
     "LayerInfo",
     "LayerStats",
     "ModelCallError",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-_WIDGETS = ("ActivationTrace", "ImageOverlay", "NeuronGrid", "TokenHeatmap", "TopExamples", "explore")
+_WIDGETS = ("ActivationTrace", "ImageOverlay", "LayerHealth", "NeuronGrid", "TokenHeatmap", "TopExamples", "explore")
 
 
 def __getattr__(name: str):

@@ -3,6 +3,7 @@
 from .activation_trace import ActivationTrace
 from .explorer import ImageExplorer, TensorExplorer, TextExplorer, explore
 from .image_overlay import ImageOverlay
+from .layer_health import LayerHealth
 from .neuron_grid import NeuronGrid
 from .token_heatmap import TokenHeatmap
 from .top_examples import TopExamples
@@ -11,6 +12,7 @@ __all__ = [
     "ActivationTrace",
     "ImageExplorer",
     "ImageOverlay",
+    "LayerHealth",
     "NeuronGrid",
     "TensorExplorer",
     "TextExplorer",
