@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from grid_page import click_unit
+
 
 def test_quickstart_explorer_links_every_view(lab):
     page = lab.page
@@ -17,10 +19,7 @@ def test_quickstart_explorer_links_every_view(lab):
     assert explorer.locator(".nw-examples-title").inner_text() == f"Unit {unit} of relu2"
 
     # Click unit 9 in the grid: the card, the trace legend and the overlay's unit follow.
-    cols, cell = int(grid.get_attribute("data-cols")), int(grid.get_attribute("data-cell"))
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + (9 % cols) * cell + cell / 2, box["y"] + (9 // cols) * cell + cell / 2)
+    click_unit(page, grid, 9)
     lab.poll("explorer.selected_units", "[9]")
     explorer.locator(".nw-examples-title", has_text="Unit 9 of relu2").wait_for()
     assert explorer.get_by_role("spinbutton", name="Unit").input_value() == "9", "the overlay shows unit 9"

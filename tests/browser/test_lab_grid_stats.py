@@ -6,6 +6,7 @@ import json
 import math
 
 from colours import close
+from grid_page import cell_centre, pixel
 
 # Viridis, the sequential stops of js/lib/colors.ts; flags as drawn for dead / saturated units.
 VIRIDIS = [
@@ -34,24 +35,6 @@ def sequential(value: float, limit: float = 1.0, size: int = 256) -> tuple[int, 
     return tuple(round(VIRIDIS[lo][c] * (1 - f) + VIRIDIS[lo + 1][c] * f) for c in range(3))
 
 
-def slot_point(canvas, slot: int, fx: float = 0.5, fy: float = 0.5) -> tuple[float, float]:
-    cols = int(canvas.get_attribute("data-cols"))
-    cell = int(canvas.get_attribute("data-cell"))
-    box = canvas.bounding_box()
-    return box["x"] + (slot % cols + fx) * cell, box["y"] + (slot // cols + fy) * cell
-
-
-def slot_pixel(canvas, slot: int) -> list[int]:
-    return canvas.evaluate(
-        """(c, slot) => {
-            const cols = +c.dataset.cols, cell = +c.dataset.cell;
-            const x = Math.floor((slot % cols + 0.5) * cell), y = Math.floor((Math.floor(slot / cols) + 0.5) * cell);
-            return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
-        }""",
-        slot,
-    )
-
-
 def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.move(*start)
     page.mouse.down()
@@ -73,16 +56,16 @@ def test_brush_colour_by_scan_statistics_and_order_by_value(lab):
     assert cols == 20
 
     # Brush from inside slot 1 to inside slot cols + 3: the 2 × 3 block of covered cells.
-    drag(page, slot_point(canvas, 1, 0.3, 0.3), slot_point(canvas, cols + 3, 0.6, 0.6))
+    drag(page, cell_centre(canvas, 1, 0.3, 0.3), cell_centre(canvas, cols + 3, 0.6, 0.6))
     lab.poll("grid.selected_units", "[1, 2, 3, 21, 22, 23]")
     # With Shift, a second brush adds its units.
     page.keyboard.down("Shift")
-    drag(page, slot_point(canvas, 2 * cols + 5, 0.2, 0.2), slot_point(canvas, 2 * cols + 6, 0.8, 0.5))
+    drag(page, cell_centre(canvas, 2 * cols + 5, 0.2, 0.2), cell_centre(canvas, 2 * cols + 6, 0.8, 0.5))
     page.keyboard.up("Shift")
     lab.poll("grid.selected_units", "[1, 2, 3, 21, 22, 23, 45, 46]")
     lab.screenshot(widget, "neuron_grid/brushed.png")
     # A click without a drag still selects one unit.
-    page.mouse.click(*slot_point(canvas, 7))
+    page.mouse.click(*cell_centre(canvas, 7))
     lab.poll("grid.selected_units", "[7]")
 
     # Colour by the scan's density: every cell shows the sequential colour of its kernel density.
@@ -94,7 +77,7 @@ def test_brush_colour_by_scan_statistics_and_order_by_value(lab):
     lab.poll("grid.reduce", "'scan:density'")
     density = json.loads(lab.eval('print(json.dumps(result["fc1"].density.tolist()))'))
     for unit in range(64):
-        assert close(slot_pixel(canvas, unit), sequential(density[unit]), tolerance=2), (unit, density[unit])
+        assert close(pixel(canvas, unit), sequential(density[unit]), tolerance=2), (unit, density[unit])
     page.mouse.move(0, 0)
     lab.screenshot(widget, "neuron_grid/density.png")
 
@@ -102,7 +85,7 @@ def test_brush_colour_by_scan_statistics_and_order_by_value(lab):
     colour_by.select_option("scan:dead")
     dead = set(json.loads(lab.eval('print(json.dumps(result["fc1"].dead().tolist()))')))
     for unit in range(64):
-        assert tuple(slot_pixel(canvas, unit)) == (FLAG_ON if unit in dead else FLAG_OFF), unit
+        assert tuple(pixel(canvas, unit)) == (FLAG_ON if unit in dead else FLAG_OFF), unit
 
     # Order by value (max over positions): the max-valued unit comes first, and hover names it.
     colour_by.select_option("max")
@@ -110,18 +93,18 @@ def test_brush_colour_by_scan_statistics_and_order_by_value(lab):
     lab.poll("grid.order", "'value'")
     values = json.loads(lab.eval("print(json.dumps(grid.values[0].max(axis=0).tolist()))"))
     ranked = sorted(range(64), key=lambda u: (-values[u], u))
-    page.mouse.move(*slot_point(canvas, 0))
+    page.mouse.move(*cell_centre(canvas, 0))
     tooltip = widget.locator(".nw-tooltip")
     tooltip.wait_for(state="visible")
     assert tooltip.inner_text().splitlines()[0] == f"unit {ranked[0]}"
     # Clicks, outlines and brushes map through the order.
-    page.mouse.click(*slot_point(canvas, 1))
+    page.mouse.click(*cell_centre(canvas, 1))
     lab.poll("grid.selected_units", f"[{ranked[1]}]")
-    assert slot_pixel(canvas, 1) != [0, 0, 0]
+    assert pixel(canvas, 1) != [0, 0, 0]
     assert canvas.evaluate(
         "c => Array.from(c.getContext('2d').getImageData(+c.dataset.cell + 1, 18, 1, 1).data.slice(0, 3))"
     ) == [0, 0, 0], "the outline is drawn in the clicked unit's slot"
-    drag(page, slot_point(canvas, 0, 0.3, 0.3), slot_point(canvas, 2, 0.6, 0.6))
+    drag(page, cell_centre(canvas, 0, 0.3, 0.3), cell_centre(canvas, 2, 0.6, 0.6))
     lab.poll("grid.selected_units", str(ranked[:3]))
     page.mouse.move(0, 0)
     lab.screenshot(widget, "neuron_grid/ordered.png")

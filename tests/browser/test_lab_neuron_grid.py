@@ -8,26 +8,7 @@ import shutil
 
 from colours import close, diverging
 from conftest import REPO
-
-
-def cell_centre(canvas, unit: int) -> tuple[float, float]:
-    cols = int(canvas.get_attribute("data-cols"))
-    cell = int(canvas.get_attribute("data-cell"))
-    box = canvas.bounding_box()
-    return box["x"] + (unit % cols) * cell + cell / 2, box["y"] + (unit // cols) * cell + cell / 2
-
-
-def pixel(canvas, unit: int, dx: float = 0.5, dy: float = 0.5) -> list[int]:
-    """The RGB drawn at a point of a unit's cell (dx, dy: fraction of the cell)."""
-    return canvas.evaluate(
-        """(c, [unit, dx, dy]) => {
-            const cols = +c.dataset.cols, cell = +c.dataset.cell;
-            const x = Math.floor((unit % cols) * cell + dx * cell);
-            const y = Math.floor(Math.floor(unit / cols) * cell + dy * cell);
-            return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
-        }""",
-        [unit, dx, dy],
-    )
+from grid_page import cell_centre, pixel
 
 
 def test_quickstart_grid_click_reaches_the_kernel(lab):

@@ -7,26 +7,9 @@ from __future__ import annotations
 
 import json
 
+from grid_page import click_unit, pixel
+
 SAVED = "quickstart_saved.ipynb"
-
-PIXEL_JS = """(c, [unit, dx, dy]) => {
-    const cols = +c.dataset.cols, cell = +c.dataset.cell;
-    const x = Math.floor((unit % cols) * cell + dx * cell);
-    const y = Math.floor(Math.floor(unit / cols) * cell + dy * cell);
-    return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
-}"""
-
-
-def pixel(canvas, unit: int, dx: float = 0.5, dy: float = 0.5) -> list[int]:
-    return canvas.evaluate(PIXEL_JS, [unit, dx, dy])
-
-
-def click_unit(page, canvas, unit: int) -> None:
-    canvas.scroll_into_view_if_needed()
-    cols, cell = int(canvas.get_attribute("data-cols")), int(canvas.get_attribute("data-cell"))
-    box = canvas.bounding_box()
-    page.mouse.click(box["x"] + (unit % cols) * cell + cell / 2, box["y"] + (unit // cols) * cell + cell / 2)
-
 
 def check_drawn(page, *, grid_unit: int, explorer_unit: int) -> None:
     """The quickstart's NeuronGrid and explorer are drawn as they were saved."""

@@ -8,6 +8,7 @@ import urllib.parse
 
 import pytest
 from conftest import KERNEL_READY_TIMEOUT, RUN_ALL_TIMEOUT, artifact_path, kernel_client, poll_kernel
+from grid_page import click_unit
 
 
 @pytest.fixture
@@ -16,13 +17,6 @@ def nb7(page, notebook_server):
         yield page, notebook_server
     finally:
         notebook_server.shutdown_sessions()
-
-
-def click_unit(page, canvas, unit: int) -> None:
-    canvas.scroll_into_view_if_needed()
-    cols, cell = int(canvas.get_attribute("data-cols")), int(canvas.get_attribute("data-cell"))
-    box = canvas.bounding_box()
-    page.mouse.click(box["x"] + (unit % cols) * cell + cell / 2, box["y"] + (unit // cols) * cell + cell / 2)
 
 
 def test_notebook7_quickstart_grid_click(nb7):

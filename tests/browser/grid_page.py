@@ -1,0 +1,31 @@
+"""Reading and clicking a NeuronGrid canvas in the page: one place for its cell geometry.
+
+The canvas publishes its geometry as data attributes (data-cols, data-cell, data-units); cells are
+laid out row-major in display order ("slots", which are unit indices unless the grid is ordered)."""
+
+from __future__ import annotations
+
+PIXEL_JS = """(c, [slot, dx, dy]) => {
+    const cols = +c.dataset.cols, cell = +c.dataset.cell;
+    const x = Math.floor((slot % cols) * cell + dx * cell);
+    const y = Math.floor(Math.floor(slot / cols) * cell + dy * cell);
+    return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
+}"""
+
+
+def cell_centre(canvas, slot: int, fx: float = 0.5, fy: float = 0.5) -> tuple[float, float]:
+    """Page coordinates of a point of a cell (fx, fy: fraction of the cell)."""
+    cols = int(canvas.get_attribute("data-cols"))
+    cell = int(canvas.get_attribute("data-cell"))
+    box = canvas.bounding_box()
+    return box["x"] + (slot % cols + fx) * cell, box["y"] + (slot // cols + fy) * cell
+
+
+def pixel(canvas, slot: int, dx: float = 0.5, dy: float = 0.5) -> list[int]:
+    """The RGB drawn at a point of a cell."""
+    return canvas.evaluate(PIXEL_JS, [slot, dx, dy])
+
+
+def click_unit(page, canvas, unit: int) -> None:
+    canvas.scroll_into_view_if_needed()
+    page.mouse.click(*cell_centre(canvas, unit))
