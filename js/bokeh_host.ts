@@ -1,16 +1,18 @@
 // BokehHost: a bokeh figure (its bokeh.embed.json_item) inside an anywidget. BokehJS comes from the
-// kernel's installed Python `bokeh` package (the `_bokehjs` trait, same version, no CDN) and is
-// injected into the page once; the selection of the ColumnDataSource named `selection_source` is
-// synced with the `selected_indices` trait both ways.
+// kernel's installed Python `bokeh` package (one shared hidden widget, `_bokehjs`, same version, no
+// CDN) and is injected into the page once. After embedding, the figure changes only in place: each
+// entry of `patches` (model id → properties, arrays as binary buffers) is set on the drawn model. The
+// selections of the sources named in `selections` are synced both ways.
 
-import type { RenderProps } from "@anywidget/types";
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { decodeFloat, type WireArray } from "./lib/codec";
+import { element } from "./lib/ui";
 
 export interface BokehState {
   item: Record<string, unknown>;
-  bokeh_version: string;
+  patches: Record<string, Record<string, unknown>>;
+  selections: Record<string, number[]>;
   _bokehjs: string;
-  selection_source: string;
-  selected_indices: number[];
   error: string;
 }
 
@@ -19,35 +21,39 @@ interface Signal {
   connect(slot: () => void): void;
   disconnect(slot: () => void): void;
 }
-interface Selection {
-  indices: number[];
-  properties: { indices: { change: Signal } };
+interface BokehModel {
+  setv(properties: Record<string, unknown>): void;
 }
-interface Source {
-  selected: Selection;
+interface Source extends BokehModel {
+  selected: { indices: number[]; properties: { indices: { change: Signal } } };
+}
+interface BokehDocument {
+  get_model_by_id(id: string): BokehModel | null;
+  get_model_by_name(name: string): BokehModel | null;
 }
 interface BokehGlobal {
   version: string;
   embed: { embed_item(item: unknown, target: HTMLElement): Promise<unknown> };
 }
 
+const REVISION = "__revision__"; // see BokehHost.update
 const LOADING_KEY = "__neurowidgetsBokehJS";
-
 type Win = Window & { Bokeh?: BokehGlobal; [LOADING_KEY]?: Promise<BokehGlobal> };
 
 /** BokehJS in this page: the one already there if it is the kernel's version, else injected once. */
-export function loadBokeh(version: string, source: string): Promise<BokehGlobal> {
+async function loadBokeh(model: AnyModel<BokehState>): Promise<BokehGlobal> {
   const win = window as Win;
-  if (win.Bokeh?.version === version) return Promise.resolve(win.Bokeh);
+  const ref = model.get("_bokehjs");
+  const carrier = await model.widget_manager.get_model<{ source: string; version: string }>(
+    ref.replace(/^IPY_MODEL_/, ""),
+  );
+  const version = carrier.get("version");
+  if (win.Bokeh?.version === version) return win.Bokeh;
   if (!win[LOADING_KEY]) {
     win[LOADING_KEY] = new Promise<BokehGlobal>((resolve, reject) => {
-      if (!source) {
-        reject(new Error("no BokehJS source was sent by the kernel"));
-        return;
-      }
       const script = document.createElement("script");
       script.dataset.neurowidgetsBokeh = version;
-      script.textContent = source; // inline: runs synchronously on insertion, nothing is fetched
+      script.textContent = carrier.get("source"); // inline: runs on insertion, nothing is fetched
       document.head.appendChild(script);
       if (win.Bokeh) resolve(win.Bokeh);
       else reject(new Error(`BokehJS ${version} did not define window.Bokeh`));
@@ -56,66 +62,107 @@ export function loadBokeh(version: string, source: string): Promise<BokehGlobal>
   return win[LOADING_KEY];
 }
 
-function findSource(views: unknown, name: string): Source | null {
-  // embed_item resolves to a ViewManager: its root views carry the document.
-  const manager = views as { roots?: Iterable<{ model: { document: unknown } }> };
-  for (const view of manager?.roots ?? []) {
-    const doc = view.model.document as { get_model_by_name(n: string): unknown };
-    const found = doc?.get_model_by_name(name);
-    if (found) return found as Source;
+function isWireArray(value: unknown): value is WireArray {
+  return typeof value === "object" && value !== null && (value as WireArray).data instanceof DataView;
+}
+
+/** Wire arrays back to typed arrays (BokehJS takes them as columns), everything else as it is. */
+function unpack(value: unknown): unknown {
+  if (isWireArray(value)) {
+    if (value.dtype === "int32") {
+      const size = value.shape.reduce((a, b) => a * b, 1);
+      const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, size * 4).slice();
+      return new Int32Array(bytes.buffer);
+    }
+    return decodeFloat(value).values;
   }
+  if (Array.isArray(value) || typeof value !== "object" || value === null) return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unpack(v)]));
+}
+
+function documentOf(views: unknown): BokehDocument | null {
+  // embed_item resolves to a ViewManager whose root views carry the document.
+  const manager = views as { roots?: Iterable<{ model: { document: BokehDocument } }> };
+  for (const view of manager?.roots ?? []) return view.model.document;
   return null;
 }
 
-function sameIndices(a: number[], b: number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+function sameIndices(a: number[], b: number[] | undefined): boolean {
+  return !!b && a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-async function render({ model, el }: RenderProps<BokehState>): Promise<() => void> {
-  const root = document.createElement("div");
-  root.className = "nw-root nw-bokeh-host";
-  const errorBox = document.createElement("div");
-  errorBox.className = "nw-error";
-  const plot = document.createElement("div");
-  plot.className = "nw-bokeh-plot";
-  root.append(errorBox, plot);
-  el.append(root);
-
+/** Draw the figure of a BokehHost model into `parent`; returns the cleanup. Other views reuse it. */
+export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): () => void {
+  const errorBox = element("div", "nw-error", parent);
+  const plot = element("div", "nw-bokeh-plot", parent);
   const showError = () => {
     const text = model.get("error");
     errorBox.textContent = text;
     errorBox.hidden = !text;
   };
   showError();
-  model.on("change:error", showError);
 
-  let source: Source | null = null;
-  const fromBokeh = () => {
-    if (!source) return;
-    const indices = [...source.selected.indices];
-    if (!sameIndices(indices, model.get("selected_indices"))) {
-      model.set("selected_indices", indices);
-      model.save_changes();
+  let doc: BokehDocument | null = null;
+  const sources = new Map<string, Source>();
+  const listeners = new Map<string, () => void>();
+  const disconnect = () => {
+    for (const [name, slot] of listeners) sources.get(name)?.selected.properties.indices.change.disconnect(slot);
+    listeners.clear();
+    sources.clear();
+  };
+
+  const fromKernel = () => {
+    const wanted = model.get("selections");
+    for (const [name, source] of sources) {
+      const indices = wanted[name] ?? [];
+      if (!sameIndices(indices, source.selected.indices)) source.selected.indices = [...indices];
     }
   };
-  const fromKernel = () => {
-    if (source && !sameIndices(source.selected.indices, model.get("selected_indices"))) {
-      source.selected.indices = [...model.get("selected_indices")];
+  const applied = new Map<string, unknown>(); // model id → the revision of its properties set last
+  const applyPatches = () => {
+    if (!doc) return;
+    for (const [id, entry] of Object.entries(model.get("patches"))) {
+      const { [REVISION]: revision, ...properties } = entry;
+      if (applied.get(id) === revision) continue;
+      doc.get_model_by_id(id)?.setv(unpack(properties) as Record<string, unknown>);
+      applied.set(id, revision);
     }
+    plot.dataset.patched = String(Number(plot.dataset.patched ?? 0) + 1);
   };
 
   const draw = async () => {
+    disconnect();
+    doc = null;
+    applied.clear();
     plot.replaceChildren();
-    if (source) source.selected.properties.indices.change.disconnect(fromBokeh);
-    source = null;
-    const Bokeh = await loadBokeh(model.get("bokeh_version"), model.get("_bokehjs"));
-    const views = await Bokeh.embed.embed_item(model.get("item"), plot);
-    const name = model.get("selection_source");
-    source = name ? findSource(views, name) : null;
-    if (source) {
-      fromKernel();
-      source.selected.properties.indices.change.connect(fromBokeh);
+    delete plot.dataset.ready;
+    const Bokeh = await loadBokeh(model);
+    doc = documentOf(await Bokeh.embed.embed_item(model.get("item"), plot));
+    applyPatches();
+    // One tap changes several sources' selections, one signal each: send them as one update.
+    let queued = false;
+    const fromBokeh = () => {
+      queued = false;
+      const current = model.get("selections");
+      const next = { ...current };
+      for (const [name, source] of sources) next[name] = [...source.selected.indices];
+      if (Object.keys(next).some((name) => !sameIndices(next[name], current[name]))) {
+        model.set("selections", next);
+        model.save_changes();
+      }
+    };
+    const slot = () => {
+      if (!queued) queueMicrotask(fromBokeh);
+      queued = true;
+    };
+    for (const name of Object.keys(model.get("selections"))) {
+      const source = doc?.get_model_by_name(name) as Source | null;
+      if (!source) continue;
+      sources.set(name, source);
+      listeners.set(name, slot);
+      source.selected.properties.indices.change.connect(slot);
     }
+    fromKernel();
     plot.dataset.ready = "1";
   };
   const drawReporting = () =>
@@ -123,16 +170,24 @@ async function render({ model, el }: RenderProps<BokehState>): Promise<() => voi
       errorBox.textContent = `bokeh: ${error instanceof Error ? error.message : String(error)}`;
       errorBox.hidden = false;
     });
-  await drawReporting();
+  void drawReporting();
+  model.on("change:error", showError);
   model.on("change:item", drawReporting);
-  model.on("change:selected_indices", fromKernel);
+  model.on("change:patches", applyPatches);
+  model.on("change:selections", fromKernel);
 
   return () => {
-    if (source) source.selected.properties.indices.change.disconnect(fromBokeh);
+    disconnect();
     model.off("change:error", showError);
     model.off("change:item", drawReporting);
-    model.off("change:selected_indices", fromKernel);
+    model.off("change:patches", applyPatches);
+    model.off("change:selections", fromKernel);
   };
 }
 
-export default { render } satisfies { render: (props: RenderProps<BokehState>) => unknown };
+function render({ model, el }: RenderProps<BokehState>): () => void {
+  el.classList.add("nw-root", "nw-bokeh-host");
+  return renderBokeh(model, el);
+}
+
+export default { render };

@@ -17,9 +17,7 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.
 def test_notebook_runs(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
-    )
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}})
     client.execute()
     print(f"{path.name}: {time.perf_counter() - start:.1f} s")
 

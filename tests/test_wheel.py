@@ -21,7 +21,10 @@ def test_wheel_carries_the_frontend_and_imports_in_a_fresh_venv(tmp_path):
     # Build from a copy of what git tracks, so that nothing built or ignored here leaks in.
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split("\0")
     for name in filter(None, files):
         if (ROOT / name).is_file():
@@ -32,7 +35,8 @@ def test_wheel_carries_the_frontend_and_imports_in_a_fresh_venv(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(source)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     wheel = next(dist.glob("neurowidgets-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -44,8 +48,9 @@ def test_wheel_carries_the_frontend_and_imports_in_a_fresh_venv(tmp_path):
     # The dependencies (torch and friends) come from this environment; the package from the wheel.
     fresh_site = next((env / "lib").glob("python*/site-packages"))
     (fresh_site / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True
+    )
     check = (
         "import neurowidgets, neurowidgets.widgets.base as base;"
         "print(neurowidgets.__file__, base.bundle('neuron_grid').stat().st_size)"

@@ -54,8 +54,7 @@ class Edit:
             vector = self.vector
             if vector.numel() != num_units:
                 raise ValueError(
-                    f"steering vector for layer {layer!r} has {vector.numel()} values; "
-                    f"the layer has {num_units} units"
+                    f"steering vector for layer {layer!r} has {vector.numel()} values; the layer has {num_units} units"
                 )
             delta = (self.value * vector).to(dtype=view.dtype, device=view.device)
             if self.positions is None:
@@ -110,7 +109,5 @@ def as_edit_list(edits: Edit | Iterable[Edit]) -> list[Edit]:
     result = list(edits)
     for edit in result:
         if not isinstance(edit, Edit):
-            raise TypeError(
-                f"expected an edit made by nw.ablate/clamp/scale/steer, got {type(edit).__name__}"
-            )
+            raise TypeError(f"expected an edit made by nw.ablate/clamp/scale/steer, got {type(edit).__name__}")
     return result

@@ -177,9 +177,7 @@ class Probe:
 
     # -- features as units ---------------------------------------------------------------------
 
-    def attach(
-        self, layer: str, encoder: nn.Module, name: str | None = None, decoder: nn.Module | None = None
-    ) -> str:
+    def attach(self, layer: str, encoder: nn.Module, name: str | None = None, decoder: nn.Module | None = None) -> str:
         """Add a derived layer whose units are ``encoder(activations of layer)``.
 
         The encoder receives the layer's (batch, positions, units) activations and returns
@@ -285,7 +283,11 @@ class Probe:
         attached = self._attached.get(name)
         module = attached.encoder if attached else self._modules[name]
         self._seen[name] = LayerInfo(
-            name, type(module).__name__, acts.layout, acts.num_units, acts.positions_shape,
+            name,
+            type(module).__name__,
+            acts.layout,
+            acts.num_units,
+            acts.positions_shape,
             attached.base if attached else None,
         )
 
@@ -384,16 +386,10 @@ def expected_input(model: nn.Module) -> str | None:
                 f"(batch, {module.in_channels}, {grid})"
             )
         if isinstance(module, nn.Linear):
-            return (
-                f"Its first layer {name!r} (Linear) expects input of shape (…, {module.in_features})"
-            )
+            return f"Its first layer {name!r} (Linear) expects input of shape (…, {module.in_features})"
         if isinstance(module, nn.Embedding):
-            return (
-                f"Its first layer {name!r} (Embedding) expects integer token ids below "
-                f"{module.num_embeddings}"
-            )
+            return f"Its first layer {name!r} (Embedding) expects integer token ids below {module.num_embeddings}"
         if isinstance(module, nn.RNNBase):
             order = "(batch, time" if module.batch_first else "(time, batch"
             return f"Its first layer {name!r} ({type(module).__name__}) expects {order}, {module.input_size})"
     return None
-

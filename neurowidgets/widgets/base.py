@@ -24,9 +24,7 @@ def as_probe(model_or_probe: nn.Module | Probe) -> Probe:
         return model_or_probe
     if isinstance(model_or_probe, nn.Module):
         return Probe(model_or_probe)
-    raise TypeError(
-        f"expected a torch.nn.Module or a neurowidgets.Probe, got {type(model_or_probe).__name__}"
-    )
+    raise TypeError(f"expected a torch.nn.Module or a neurowidgets.Probe, got {type(model_or_probe).__name__}")
 
 
 def bundle(name: str) -> pathlib.Path:
@@ -67,9 +65,7 @@ class NeuroWidget(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any):
         unknown = sorted(set(kwargs) - set(self.trait_names()))
         if unknown:
-            public = sorted(
-                n for n in self.trait_names() if not n.startswith("_") and self.trait_metadata(n, "sync")
-            )
+            public = sorted(n for n in self.trait_names() if not n.startswith("_") and self.trait_metadata(n, "sync"))
             raise TypeError(f"{type(self).__name__} got unknown argument(s) {unknown}; it accepts {public}")
         super().__init__(**kwargs)
         self._handlers = {

@@ -2,50 +2,128 @@
 
 No ``output_notebook()`` and no CDN: the front-end (js/bokeh_host.ts) injects the BokehJS bundle of
 the Python ``bokeh`` package (same version) once per page, then embeds the figure's JSON item.
-Selections on one named ``ColumnDataSource`` travel back to Python as ``selected_indices``.
+BokehJS travels once per kernel, in one shared hidden widget that every host refers to.
+
+After the figure is embedded, it changes only through :meth:`BokehHost.update`: new property values
+(a source's columns as binary arrays, a range's factors, a title's text) are set on the drawn models in
+place, so the page never rebuilds a plot to show a new selection. The selections of the sources named
+in ``selections`` are synced both ways.
 """
 
 from __future__ import annotations
 
-import functools
 import pathlib
 from typing import Any
 
+import anywidget
 import bokeh
+import numpy as np
 import traitlets
 from bokeh.embed import json_item
 from bokeh.model import Model
+from ipywidgets import widget_serialization
 
 from .base import NeuroWidget, bundle
+from .wire import encode
+
+_BOKEHJS_PATH = pathlib.Path(bokeh.__file__).resolve().parent / "server" / "static" / "js" / "bokeh.min.js"
 
 
-@functools.cache
 def bokehjs_source() -> str:
     """The text of ``bokeh.min.js`` shipped inside the installed Python ``bokeh`` package."""
-    path = pathlib.Path(bokeh.__file__).resolve().parent / "server" / "static" / "js" / "bokeh.min.js"
-    if not path.exists():
-        raise FileNotFoundError(f"BokehJS is missing from the installed bokeh package: {path}")
-    return path.read_text(encoding="utf-8")
+    if not _BOKEHJS_PATH.exists():
+        raise FileNotFoundError(f"BokehJS is missing from the installed bokeh package: {_BOKEHJS_PATH}")
+    return _BOKEHJS_PATH.read_text(encoding="utf-8")
+
+
+class BokehJS(anywidget.AnyWidget):
+    """Never displayed: carries BokehJS to the page once for every :class:`BokehHost` of the kernel."""
+
+    _esm = "export default {};"
+    source = traitlets.Unicode("").tag(sync=True)
+    version = traitlets.Unicode("").tag(sync=True)
+
+
+_shared: BokehJS | None = None
+
+
+def shared_bokehjs() -> BokehJS:
+    """The kernel's one :class:`BokehJS` widget (made again if it was closed)."""
+    global _shared
+    if _shared is None or _shared.comm is None:
+        _shared = BokehJS(source=bokehjs_source(), version=bokeh.__version__)
+    return _shared
+
+
+def _patch_to_json(patches: dict, widget: Any) -> dict:
+    """Arrays inside patches (a source's columns) travel as binary buffers, like every array."""
+
+    def pack(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind in "OUS":
+                return value.tolist()
+            return encode(value, "float32" if value.dtype.kind == "f" else "auto")
+        if isinstance(value, dict):
+            return {k: pack(v) for k, v in value.items()}
+        return value
+
+    return pack(patches)
+
+
+REVISION = "__revision__"
 
 
 class BokehHost(NeuroWidget):
-    """Shows ``figure`` (any bokeh layout/model); ``selection_source`` names the ColumnDataSource
-    (its ``name=``) whose ``selected.indices`` are synced both ways as ``selected_indices``."""
+    """Shows ``figure`` (any bokeh layout/model).
+
+    - ``selections``: source name → selected indices, for the named ColumnDataSources listed at
+      construction (``selectable``); synced both ways.
+    - :meth:`update` changes properties of the shown models in place.
+    """
 
     _esm = bundle("bokeh_host")
 
     item = traitlets.Dict().tag(sync=True)
-    bokeh_version = traitlets.Unicode(bokeh.__version__, read_only=True).tag(sync=True)
-    _bokehjs = traitlets.Unicode("").tag(sync=True)
-    selection_source = traitlets.Unicode("").tag(sync=True)
-    selected_indices = traitlets.List(traitlets.Int()).tag(sync=True)
+    patches = traitlets.Dict().tag(sync=True, to_json=_patch_to_json)
+    selections = traitlets.Dict(value_trait=traitlets.List(traitlets.Int())).tag(sync=True)
+    _bokehjs = traitlets.Instance(BokehJS).tag(sync=True, **widget_serialization)
 
-    def __init__(self, figure: Model | None = None, **kwargs: Any):
-        super().__init__(_bokehjs=bokehjs_source(), **kwargs)
+    def __init__(self, figure: Model | None = None, selectable: tuple[str, ...] = (), **kwargs: Any):
+        super().__init__(_bokehjs=shared_bokehjs(), **kwargs)
+        self._selectable = tuple(selectable)
         if figure is not None:
             self.show(figure)
 
     def show(self, figure: Model) -> None:
-        """Replace the embedded figure."""
+        """Replace the embedded figure (a full redraw: use :meth:`update` for changes)."""
         self.figure = figure
-        self.item = json_item(figure)
+        with self.hold_sync():
+            self.patches = {}
+            self.selections = {name: [] for name in self._selectable}
+            self.item = json_item(figure)
+
+    def update(self, model: Model, **properties: Any) -> None:
+        """Set ``properties`` on ``model`` here (so the Python figure stays the truth, e.g. for a
+        report) and on the drawn model in the page, in place."""
+        for name, value in properties.items():
+            setattr(model, name, value)
+        patches = dict(self.patches)
+        self._revision = getattr(self, "_revision", 0) + 1  # the page sets only entries it has not set yet
+        patches[model.id] = {**patches.get(model.id, {}), **properties, REVISION: self._revision}
+        self.patches = patches
+
+    def select(self, source: str, indices: list[int]) -> None:
+        """Select ``indices`` of the selectable source named ``source`` (in the page too)."""
+        if source not in self._selectable:
+            raise KeyError(f"{source!r} is not a selectable source here; selectable: {list(self._selectable)}")
+        self.selections = {**self.selections, source: [int(i) for i in indices]}
+
+    def selected(self, source: str) -> list[int]:
+        return list(self.selections.get(source, []))
+
+    @traitlets.validate("selections")
+    def _valid_selections(self, proposal: dict) -> dict:
+        unknown = sorted(set(proposal["value"]) - set(getattr(self, "_selectable", ())))
+        if unknown:
+            raise traitlets.TraitError(f"no selectable source named {unknown}; selectable: {list(self._selectable)}")
+        return proposal["value"]

@@ -134,8 +134,11 @@ def default_layer(probe: Probe, inputs: Any, is_text: bool) -> str:
     """A layer worth looking at first: for text a middle MLP layer, else the last spatial layer."""
     layers = probe.describe(inputs)
     grid_rank = 1 if is_text else 2
-    spatial = [name for name, info in layers.items() if info.positions_shape is not None
-               and len(info.positions_shape) == grid_rank and (info.units or 0) > 1]
+    spatial = [
+        name
+        for name, info in layers.items()
+        if info.positions_shape is not None and len(info.positions_shape) == grid_rank and (info.units or 0) > 1
+    ]
     mlp = [name for name in spatial if name.endswith("intermediate")]
     if mlp:
         return mlp[len(mlp) // 2]

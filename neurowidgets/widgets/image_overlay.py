@@ -23,7 +23,6 @@ from .wire import ARRAY, to_numpy
 TOP_K = 5
 
 
-
 class ImageOverlay(LayerView):
     """The current image, scaled up crisply, with the first selected unit's activation map over it.
 
@@ -131,8 +130,7 @@ class ImageOverlay(LayerView):
         probs = _probabilities(capture.output)
         if self.class_names is not None and probs is not None and len(self.class_names) != probs.shape[1]:
             raise ValueError(
-                f"class_names has {len(self.class_names)} names but the model's output has "
-                f"{probs.shape[1]} classes"
+                f"class_names has {len(self.class_names)} names but the model's output has {probs.shape[1]} classes"
             )
         return capture
 

@@ -1,4 +1,4 @@
-"""LayerHealth: one bar chart of every scanned layer's dead and saturated units and firing density."""
+"""LayerHealth: every scanned layer's dead and saturated units and the spread of its firing density."""
 
 from __future__ import annotations
 
@@ -6,29 +6,29 @@ from typing import Any
 
 import numpy as np
 import traitlets
+from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, HoverTool, TapTool
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from ..core.scan import ScanResult
-from .bokeh_host import BokehHost
+from .companion import Companion
 
-SOURCE_NAME = "nw-layer-health"
-METRICS = (  # column, legend label, colour, dodge offset
-    ("dead", "dead units", "#d62728", -0.27),
-    ("saturated", "saturated units", "#ff7f0e", 0.0),
-    ("density", "median firing density", "#1f77b4", 0.27),
-)
+# One source per clickable glyph: which bar was clicked decides which units are selected.
+DEAD, SATURATED, DENSITY = "nw-health-dead", "nw-health-saturated", "nw-health-density"
+DENSITY_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def health_table(scan: ScanResult) -> dict[str, list]:
-    """Per scanned layer: the fractions of dead and of saturated units and the median density.
+    """Per scanned layer: the fractions of dead and of saturated units, and the 10/25/50/75/90th
+    percentiles of the units' firing densities (``q10`` … ``q90``).
 
     ``saturated`` is 0 for layers whose bounds the scan did not track (``saturation_tracked`` False).
     """
     table: dict[str, list] = {
         "layer": [], "units": [], "dead": [], "dead_count": [], "saturated": [],
-        "saturated_count": [], "saturation_tracked": [], "density": [],
+        "saturated_count": [], "saturation_tracked": [],
+        **{f"q{round(q * 100)}": [] for q in DENSITY_QUANTILES},
     }  # fmt: skip
     for layer in scan.layers:
         stats = scan[layer]
@@ -43,61 +43,114 @@ def health_table(scan: ScanResult) -> dict[str, list]:
         table["saturated"].append(saturated / units)
         table["saturated_count"].append(saturated)
         table["saturation_tracked"].append(tracked)
-        table["density"].append(float(np.median(stats.density)))
+        for q, value in zip(DENSITY_QUANTILES, np.quantile(stats.density, DENSITY_QUANTILES), strict=True):
+            table[f"q{round(q * 100)}"].append(float(value))
     return table
 
 
-class LayerHealth(BokehHost):
-    """Every scanned layer as a group of horizontal bars: fraction of dead units, of saturated units,
-    and the median firing density. Click a layer's bars: ``selected_layer`` becomes that layer and
-    ``selected_units`` its dead units (setting ``selected_layer`` from Python does the same)."""
+class LayerHealth(Companion):
+    """Every scanned layer on one view: bars of the fraction of dead and of saturated units, and a box
+    of the units' firing densities (10th–90th percentile whiskers, quartile box, median).
 
-    selected_layer = traitlets.Unicode("").tag(sync=True)
-    selected_units = traitlets.List(traitlets.Int()).tag(sync=True)
+    Clicking a layer's dead (or saturated) bar makes it the ``layer`` and selects its dead (saturated)
+    units; clicking its density box selects its dead units. With ``follow=`` an explorer (or
+    :meth:`follow`), that opens the layer in the explorer's grid with those units selected, and the
+    explorer's layer is highlighted here.
+    """
 
-    def __init__(self, scan: ScanResult, title: str = "Layer health", **kwargs: Any):
+    def __init__(self, scan: ScanResult, title: str = "Layer health", follow: Any = None, **kwargs: Any):
+        if not isinstance(scan, ScanResult):
+            raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
         self.scan = scan
-        self.source = ColumnDataSource(health_table(scan), name=SOURCE_NAME)
-        super().__init__(self._figure(title), selection_source=SOURCE_NAME, **kwargs)
+        self._highlighting = False
+        table = health_table(scan)
+        self.sources = {name: ColumnDataSource(dict(table), name=name) for name in (DEAD, SATURATED, DENSITY)}
+        super().__init__(self._figure(title), follow=follow, selectable=(DEAD, SATURATED, DENSITY), **kwargs)
+
+    @property
+    def table(self) -> dict[str, list]:
+        return dict(self.sources[DEAD].data)
 
     def _figure(self, title: str):
-        layers = list(self.source.data["layer"])
-        fig = figure(
-            y_range=list(reversed(layers)), x_range=(0, 1.05), title=title, tools="",
-            height=70 + 60 * len(layers), width=560, toolbar_location=None,
-            x_axis_label="fraction of units (density: median over units)",
+        layers = list(self.sources[DEAD].data["layer"])
+        height = 90 + 44 * len(layers)
+        bars = figure(
+            y_range=list(reversed(layers)), x_range=(0, 1.02), title=title, tools="", height=height,
+            width=380, toolbar_location=None, x_axis_label="fraction of the layer's units",
         )  # fmt: skip
-        for column, label, colour, offset in METRICS:
-            fig.hbar(
-                y=dodge("layer", offset, range=fig.y_range), right=column, height=0.25,
-                source=self.source, color=colour, legend_label=label,
-                nonselection_alpha=0.35, selection_alpha=1.0,
+        for name, column, label, colour, offset in (
+            (DEAD, "dead", "dead", "#d62728", -0.17),
+            (SATURATED, "saturated", "saturated", "#ff7f0e", 0.17),
+        ):
+            bars.hbar(
+                y=dodge("layer", offset, range=bars.y_range), right=column, height=0.3,
+                source=self.sources[name], color=colour, legend_label=label,
+                nonselection_alpha=0.3, selection_alpha=1.0, selection_line_color="black",
             )  # fmt: skip
-        fig.add_tools(TapTool(), HoverTool(tooltips=[
+        bars.add_tools(TapTool(), HoverTool(tooltips=[
             ("layer", "@layer (@units units)"), ("dead", "@dead_count (@dead{0.0%})"),
-            ("saturated", "@saturated_count (@saturated{0.0%})"), ("median density", "@density{0.000}"),
+            ("saturated", "@saturated_count (@saturated{0.0%})"),
         ]))  # fmt: skip
-        fig.legend.location = "bottom_right"
-        fig.ygrid.grid_line_color = None
-        return fig
+        bars.legend.location = "bottom_right"
+        bars.ygrid.grid_line_color = None
 
-    @traitlets.observe("selected_indices")
-    def _indices_changed(self, change: dict) -> None:
-        layers = self.source.data["layer"]
-        indices = [i for i in change["new"] if 0 <= i < len(layers)]
-        self.selected_layer = layers[indices[0]] if indices else ""
+        spread = figure(
+            y_range=bars.y_range, x_range=(0, 1.02), title="Firing density of the units", tools="",
+            height=height, width=300, toolbar_location=None, x_axis_label="fraction of values > 0",
+        )  # fmt: skip
+        source = self.sources[DENSITY]
+        spread.segment("q10", "layer", "q90", "layer", source=source, color="#1f77b4", line_width=2)
+        spread.hbar(
+            y="layer", left="q25", right="q75", height=0.4, source=source, color="#aec7e8",
+            line_color="#1f77b4", nonselection_alpha=0.3, selection_line_color="black",
+        )  # fmt: skip
+        spread.scatter("q50", "layer", source=source, marker="dash", size=18, color="black", angle=np.pi / 2)
+        spread.add_tools(TapTool(), HoverTool(tooltips=[
+            ("layer", "@layer"), ("median density", "@q50{0.000}"),
+            ("quartiles", "@q25{0.000} – @q75{0.000}"), ("10th–90th pct", "@q10{0.000} – @q90{0.000}"),
+        ]))  # fmt: skip
+        spread.yaxis.visible = False
+        spread.ygrid.grid_line_color = None
+        return row(bars, spread)
 
-    @traitlets.validate("selected_layer")
+    # -- selection -----------------------------------------------------------------------------
+
+    @traitlets.observe("selections")
+    def _clicked(self, change: dict) -> None:
+        if self._highlighting:
+            return
+        old, new = change["old"] or {}, change["new"]
+        clicked = [name for name in (DEAD, SATURATED, DENSITY) if new.get(name) and new[name] != old.get(name)]
+        clicked = clicked or [name for name in (DEAD, SATURATED, DENSITY) if new.get(name)]
+        if not clicked:
+            return
+        name = clicked[0]
+        layer = self.sources[name].data["layer"][new[name][0]]
+        stats = self.scan[layer]
+        units = stats.saturated() if name == SATURATED else stats.dead()
+        with self.hold_sync():
+            self.layer = layer
+            self.selected_units = [int(u) for u in units]
+            self._highlight(layer)
+
+    @traitlets.validate("layer")
     def _valid_layer(self, proposal: dict) -> str:
         layer = proposal["value"]
-        if layer and layer not in self.scan:
-            raise traitlets.TraitError(f"{layer!r} is not a scanned layer ({', '.join(self.scan.layers)})")
+        if layer and layer not in self.scan and self.view is None:
+            raise traitlets.TraitError(f"layer {layer!r} was not scanned; this scan has {self.scan.layers}")
         return layer
 
-    @traitlets.observe("selected_layer")
+    @traitlets.observe("layer")
     def _layer_changed(self, change: dict) -> None:
-        layer = change["new"]
-        self.selected_units = [int(u) for u in self.scan[layer].dead()] if layer else []
-        index = [list(self.source.data["layer"]).index(layer)] if layer else []
-        if list(self.selected_indices) != index:
-            self.selected_indices = index
+        self._highlight(change["new"])
+
+    def _highlight(self, layer: str) -> None:
+        layers = list(self.sources[DEAD].data["layer"])
+        index = [layers.index(layer)] if layer in layers else []
+        wanted = {name: index for name in (DEAD, SATURATED, DENSITY)}
+        if self.selections != wanted:
+            self._highlighting = True
+            try:
+                self.selections = wanted
+            finally:
+                self._highlighting = False

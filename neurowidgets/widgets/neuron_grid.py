@@ -18,8 +18,10 @@ REDUCTIONS = ("max", "mean")  # over positions, of the current input
 STAT_PREFIX = "scan:"  # ``reduce`` values that colour by a scan statistic: "scan:density", ...
 ORDERS = ("index", "value")
 # Statistics travel as float32: a scan's max may not fit in float16, and tooltips show them exactly.
-FLOAT32_ARRAY = {"to_json": lambda value, widget: None if value is None else encode(value, "float32"),
-                 "from_json": array_from_json}
+FLOAT32_ARRAY = {
+    "to_json": lambda value, widget: None if value is None else encode(value, "float32"),
+    "from_json": array_from_json,
+}
 
 
 def unit_statistics(scan: ScanResult | None, layer: str) -> tuple[list[str], np.ndarray | None]:
@@ -106,7 +108,7 @@ class NeuronGrid(LayerView):
         with self.hold_sync():
             self.set_trait("stat_names", names)
             self.set_trait("unit_stats", rows if rows is not None else np.zeros((0, self.num_units), np.float32))
-            if self.reduce.startswith(STAT_PREFIX) and self.reduce[len(STAT_PREFIX):] not in names:
+            if self.reduce.startswith(STAT_PREFIX) and self.reduce[len(STAT_PREFIX) :] not in names:
                 self.reduce = "max"
 
     @traitlets.validate("reduce")

@@ -69,13 +69,13 @@ class FeatureCard(LayerView):
 
     @traitlets.observe("selected_units", "layer", "shown")
     def _selection_changed(self, change: dict) -> None:
-        if self.values is not None and self.scan is not None:
+        if self.values is not None and self.examples is not None:
             with self.reporting_errors("computing the feature card"):
                 self._update_card()
 
     def _update_card(self) -> None:
-        if self.scan is None:
-            self.card = {"message": "No scan: pass data= (or scan=) to see what drives each unit."}
+        if self.examples is None:  # a scan alone (the grid's colours) has no examples to show
+            self.card = {"message": "No data: pass data= (with or without scan=) to see what drives each unit."}
             return
         if not self.selected_units:
             self.card = {"message": "Select a unit to see what drives it most."}

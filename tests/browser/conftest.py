@@ -110,9 +110,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 
 
 def _failed(item: pytest.Item) -> bool:
-    return any(
-        getattr(getattr(item, f"_nw_report_{when}", None), "failed", False) for when in ("setup", "call")
-    )
+    return any(getattr(getattr(item, f"_nw_report_{when}", None), "failed", False) for when in ("setup", "call"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -570,9 +568,7 @@ def kernel_eval(client: Any, code: str, timeout: float = EVAL_TIMEOUT) -> str:
         elif kind == "execute_result":
             results.append(content["data"].get("text/plain", ""))
 
-    reply = client.execute_interactive(
-        code, store_history=False, allow_stdin=False, timeout=timeout, output_hook=hook
-    )
+    reply = client.execute_interactive(code, store_history=False, allow_stdin=False, timeout=timeout, output_hook=hook)
     content = reply["content"]
     if content["status"] != "ok":
         tb = _ANSI_RE.sub("", "\n".join(content.get("traceback", [])))

@@ -10,8 +10,17 @@ from grid_page import cell_centre, pixel
 
 # Viridis, the sequential stops of js/lib/colors.ts; flags as drawn for dead / saturated units.
 VIRIDIS = [
-    (68, 1, 84), (72, 36, 117), (65, 68, 135), (53, 95, 141), (42, 120, 142), (33, 145, 140),
-    (34, 168, 132), (68, 191, 112), (122, 209, 81), (189, 223, 38), (253, 231, 37),
+    (68, 1, 84),
+    (72, 36, 117),
+    (65, 68, 135),
+    (53, 95, 141),
+    (42, 120, 142),
+    (33, 145, 140),
+    (34, 168, 132),
+    (68, 191, 112),
+    (122, 209, 81),
+    (189, 223, 38),
+    (253, 231, 37),
 ]
 FLAG_ON = (255, 145, 0)
 FLAG_OFF = (224, 224, 224)
@@ -71,8 +80,14 @@ def test_brush_colour_by_scan_statistics_and_order_by_value(lab):
     # Colour by the scan's density: every cell shows the sequential colour of its kernel density.
     colour_by = widget.get_by_role("combobox", name="Colour by")
     options = colour_by.locator("option").all_inner_texts()
-    assert options == ["max over positions", "mean over positions", "mean (scan)", "max (scan)",
-                       "density (scan)", "dead units (scan)"], options
+    assert options == [
+        "max over positions",
+        "mean over positions",
+        "mean (scan)",
+        "max (scan)",
+        "density (scan)",
+        "dead units (scan)",
+    ], options
     colour_by.select_option("scan:density")
     lab.poll("grid.reduce", "'scan:density'")
     density = json.loads(lab.eval('print(json.dumps(result["fc1"].density.tolist()))'))

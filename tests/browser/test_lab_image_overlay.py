@@ -251,9 +251,11 @@ def test_pending_state_kernel_error_and_a_layer_without_a_map(lab):
     assert "nw-busy" not in (widget.get_attribute("class") or "")
 
     # A kernel error while occluding: shown in the widget, which stays usable.
-    lab.eval("real_run = overlay.probe.run\n"
-             "def broken(*a, **k): raise RuntimeError('simulated failure')\n"
-             "overlay.probe.run = broken")
+    lab.eval(
+        "real_run = overlay.probe.run\n"
+        "def broken(*a, **k): raise RuntimeError('simulated failure')\n"
+        "overlay.probe.run = broken"
+    )
     drag(page, stage, (4, 4), (6, 6))
     error_box = widget.locator(".nw-error")
     error_box.wait_for(state="visible")

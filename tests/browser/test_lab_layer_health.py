@@ -1,51 +1,31 @@
-"""LayerHealth in JupyterLab, offline: BokehJS from the kernel's bokeh package, a click on a bar."""
+"""LayerHealth in JupyterLab, offline: BokehJS from the kernel's bokeh package; a click on a layer's
+dead bar opens that layer in the explorer's grid with its dead units selected (kernel and page), and a
+layer chosen in the grid is highlighted in the plot."""
 
 from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from bokeh_page import canvas_ink, data_point, source
+
 CELLS = [
     "import neurowidgets as nw\n"
     "from neurowidgets.datasets import digits\n"
-    "from neurowidgets.widgets.layer_health import LayerHealth\n"
+    "from neurowidgets.widgets.layer_health import LayerHealth, DEAD\n"
     "data, hot = digits(), digits(lr=0.05)\n"
     'layers = ["relu1", "relu2", "relu3"]\n'
     "healthy_scan = nw.scan(data.model, data.test_images, layers, k=4, progress=False, cache=False)\n"
     "hot_scan = nw.scan(hot.model, data.test_images, layers, k=4, progress=False, cache=False)\n"
     'healthy = LayerHealth(healthy_scan, title="healthy")\n'
     "healthy",
-    'health = LayerHealth(hot_scan, title="lr=0.05")\nhealth',
+    'explorer = nw.explore(hot.model, data.test_images[:4], layer="relu1", scan=hot_scan)\n'
+    'health = LayerHealth(hot_scan, title="lr=0.05", follow=explorer)\n'
+    "health",
+    "explorer",
 ]
 
-# The centre of a layer's "dead units" bar (dodge -0.27) in page coordinates, from BokehJS's own
-# scales: the figure view inside `host` (a .nw-bokeh-host element).
-BAR_POINT = """(host, layer) => {
-    const views = Object.values(window.Bokeh.index).filter(v => host.contains(v.el));
-    const view = views[0];
-    const frame = view.frame;
-    const source = view.model.renderers[0].data_source;
-    const i = source.data.layer.indexOf(layer);
-    const x = frame.x_scale.compute(source.data.dead[i] / 2);
-    const y = frame.y_scale.compute(frame.y_range.synthetic(layer) - 0.27);
-    const box = view.el.getBoundingClientRect();
-    return [box.left + x, box.top + y];
-}"""
 
-CANVAS_INK = """(host) => {
-    const view = Object.values(window.Bokeh.index).find(v => host.contains(v.el));
-    const canvas = view.canvas_view.primary.canvas;
-    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    const colours = new Set();
-    let ink = 0;
-    for (let p = 0; p < data.length; p += 4) {
-        if (data[p + 3] > 0 && !(data[p] > 245 && data[p + 1] > 245 && data[p + 2] > 245)) ink++;
-        colours.add((data[p] << 16) | (data[p + 1] << 8) | data[p + 2]);
-    }
-    return {width: canvas.width, height: canvas.height, ink, colours: colours.size};
-}"""
-
-
-def test_layer_health_renders_offline_and_click_selects_dead_units(lab):
+def test_layer_health_renders_offline_and_opens_a_layer_in_the_explorer(lab):
     page = lab.page
     blocked: list[str] = []
 
@@ -70,18 +50,33 @@ def test_layer_health_renders_offline_and_click_selects_dead_units(lab):
     host = hosts.nth(1)
     host.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
-    ink = host.evaluate(CANVAS_INK)
-    assert ink["width"] > 300 and ink["height"] > 150, ink
-    assert ink["ink"] > 2000 and ink["colours"] > 5, f"the bokeh canvas looks blank: {ink}"
+    for plot in (0, 1):
+        ink = canvas_ink(host, plot)
+        assert ink["width"] > 250 and ink["height"] > 150, ink
+        assert ink["ink"] > 2000 and ink["colours"] > 5, f"plot {plot}'s canvas looks blank: {ink}"
+    assert source(host, "nw-health-dead")["indices"] == [0]  # the explorer's layer, relu1
 
-    x, y = host.evaluate(BAR_POINT, "relu2")
+    grid = page.locator(".nw-explorer canvas.nw-grid-canvas")
+    dead_fraction = float(lab.eval("print(health.table['dead'][1])"))
+    x, y = data_point(host, 0, dead_fraction / 2, ["relu2", -0.17])
     page.mouse.click(x, y)
-    lab.poll("health.selected_layer", "'relu2'")
-    lab.poll("health.selected_units == hot_scan['relu2'].dead().tolist() != []", "True")
+    lab.poll("explorer.layer", "'relu2'")
+    lab.poll("explorer.selected_units == hot_scan['relu2'].dead().tolist() != []", "True")
+    grid.and_(page.locator("[aria-label='16 units of layer relu2']")).wait_for()
+    assert page.locator(".nw-explorer select.nw-select").first.input_value() == "relu2"
     page.mouse.move(5, 5)  # no hover tooltip over the screenshot
     page.wait_for_timeout(200)
     lab.screenshot(host, "layer_health/relu2_selected.png")
-    lab.poll("healthy.selected_layer", "''")  # the other plot is untouched
+    lab.screenshot(page.locator(".nw-explorer"), "layer_health/explorer_relu2_dead_units.png")
+
+    page.locator(".nw-explorer select.nw-select").first.select_option("relu3")  # the grid's Layer control
+    lab.poll("health.layer", "'relu3'")
+    for _ in range(50):  # the plot's selection follows through the kernel
+        if source(host, "nw-health-dead")["indices"] == [2]:
+            break
+        page.wait_for_timeout(100)
+    assert source(host, "nw-health-density")["indices"] == [2]
+    lab.poll("healthy.layer", "''")  # the other plot is untouched
     assert not [u for u in blocked if "bokeh" in u], blocked
     errors = [m for m in page.console_log if "[pageerror]" in m]
     assert not errors, errors

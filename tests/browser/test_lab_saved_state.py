@@ -11,6 +11,7 @@ from grid_page import click_unit, pixel
 
 SAVED = "quickstart_saved.ipynb"
 
+
 def check_drawn(page, *, grid_unit: int, explorer_unit: int) -> None:
     """The quickstart's NeuronGrid and explorer are drawn as they were saved."""
     grid = page.locator(".nw-grid:not(.nw-explorer .nw-grid)").first

@@ -54,9 +54,9 @@ def test_text_explorer_labels_traces_with_tokens_and_opens_examples(minilm):
 
 def test_live_views_without_a_scan(digits):
     view = nw.explore(digits.model, digits.test_images[:2], layer="conv1")
-    assert "No scan" in view.card["message"]
+    assert "No data" in view.card["message"]
     view.selected_units = [1]
-    assert "No scan" in view.card["message"]
+    assert "No data" in view.card["message"]
 
 
 def test_other_inputs_get_the_grid_and_traces():

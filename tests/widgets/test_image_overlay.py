@@ -132,8 +132,11 @@ def test_wrong_image_size_or_channels_is_a_clear_error_and_changes_nothing(overl
     before = {name: np.copy(getattr(overlay, name)) for name in ("values", "pixels", "baseline")}
     state = (overlay.patch, overlay.prediction, overlay.layer, overlay.example)
     sent = len(frontend.sent)
-    with pytest.raises(nw.ModelCallError, match=r"expects input of shape \(batch, 1, H, W\).*= \(1, 8, 8\); "
-                       r"the new images are \(1, 16, 16\)"):
+    with pytest.raises(
+        nw.ModelCallError,
+        match=r"expects input of shape \(batch, 1, H, W\).*= \(1, 8, 8\); "
+        r"the new images are \(1, 16, 16\)",
+    ):
         overlay.set_input(torch.zeros(2, 1, 16, 16))
     with pytest.raises(nw.ModelCallError, match=r"to have 1 channels, but got 3.*the new images are \(3, 8, 8\)"):
         overlay.set_input(torch.zeros(2, 3, 8, 8))
@@ -218,8 +221,9 @@ def test_python_side_patch_fill_and_layer(overlay, digits, images):
 
 
 def test_linear_layer_has_one_position_and_still_probes_the_prediction(digits, images):
-    overlay = ImageOverlay(digits.model, "fc1", images[:1], class_names=list("zero one two three four five six "
-                                                                           "seven eight nine".split()))
+    overlay = ImageOverlay(
+        digits.model, "fc1", images[:1], class_names=list("zero one two three four five six seven eight nine".split())
+    )
     frontend = FakeFrontend(overlay)
     assert overlay.positions_shape == [] and overlay.values.shape == (1, 1, 64)
     assert overlay.prediction["label"] in overlay.class_names
@@ -231,8 +235,9 @@ def test_linear_layer_has_one_position_and_still_probes_the_prediction(digits, i
 
 def test_normalised_colour_images_with_a_per_channel_fill():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)
+    ).eval()
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
     raw = torch.rand(2, 3, 6, 6)
     images = (raw - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import bokeh
 import numpy as np
 import pytest
+import torch
 from frontend import FakeFrontend
 from traitlets import TraitError
 
 import neurowidgets as nw
 from neurowidgets.datasets import digits
 from neurowidgets.widgets.bokeh_host import BokehHost, bokehjs_source
-from neurowidgets.widgets.layer_health import SOURCE_NAME, LayerHealth
+from neurowidgets.widgets.layer_health import DEAD, DENSITY, SATURATED, LayerHealth
 
 LAYERS = ["relu1", "relu2", "relu3"]
 
@@ -41,51 +42,102 @@ def hot_scan():
 
 def test_source_numbers_equal_the_scan(hot_scan):
     health = LayerHealth(hot_scan)
-    data = health.source.data
+    data = health.table
     assert list(data["layer"]) == LAYERS
     for i, layer in enumerate(LAYERS):
         stats = hot_scan[layer]
         assert data["units"][i] == stats.num_units
         assert data["dead_count"][i] == len(stats.dead())
         assert data["dead"][i] == len(stats.dead()) / stats.num_units
-        assert data["density"][i] == pytest.approx(float(np.median(stats.density)))
         assert data["saturation_tracked"][i] is False  # ReLU: no bounds tracked
         assert data["saturated"][i] == 0
+        quantiles = np.quantile(stats.density, [0.1, 0.25, 0.5, 0.75, 0.9])
+        assert [data[q][i] for q in ("q10", "q25", "q50", "q75", "q90")] == pytest.approx(quantiles)
     assert sum(data["dead_count"]) > 0  # the lr=0.05 model has dead units
-    # The embedded JSON item (what BokehJS draws) carries the same table, under the source's name.
-    embedded = find_source(health.item["doc"], SOURCE_NAME)
-    entries = dict(embedded["attributes"]["data"]["entries"])
-    assert entries["layer"] == LAYERS
-    assert entries["dead"] == [len(hot_scan[lay].dead()) / hot_scan[lay].num_units for lay in LAYERS]
-    assert entries["density"] == pytest.approx([float(np.median(hot_scan[lay].density)) for lay in LAYERS])
-    assert health.selection_source == SOURCE_NAME
+    # The embedded JSON item (what BokehJS draws) carries the same table in each clickable source.
+    for name in (DEAD, SATURATED, DENSITY):
+        entries = dict(find_source(health.item["doc"], name)["attributes"]["data"]["entries"])
+        assert entries["layer"] == LAYERS
+        assert entries["dead"] == [len(hot_scan[lay].dead()) / hot_scan[lay].num_units for lay in LAYERS]
+        assert entries["q50"] == pytest.approx([float(np.median(hot_scan[lay].density)) for lay in LAYERS])
+    assert set(health.selections) == {DEAD, SATURATED, DENSITY}
 
 
-def test_front_end_selection_sets_layer_and_dead_units(hot_scan):
+def test_saturated_units_of_a_sigmoid_layer():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Sigmoid())
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.tensor([20.0, 20.0, 0.0, 0.0, 0.0, -20.0]))
+    scan = nw.scan(model, torch.randn(64, 4), ["1"], k=2, progress=False, cache=False)
+    health = LayerHealth(scan)
+    assert health.table["saturated_count"] == [3] and health.table["saturation_tracked"] == [True]
+    frontend = FakeFrontend(health)
+    frontend.set_state(selections={DEAD: [], SATURATED: [0], DENSITY: []})
+    assert health.selected_units == [0, 1, 5] == scan["1"].saturated().tolist()
+
+
+def test_front_end_click_sets_layer_and_dead_units(hot_scan):
     health = LayerHealth(hot_scan)
     frontend = FakeFrontend(health)
-    frontend.set_state(selected_indices=[1])
-    assert health.selected_layer == "relu2"
+    frontend.set_state(selections={DEAD: [1], SATURATED: [], DENSITY: []})
+    assert health.layer == "relu2"
     assert health.selected_units == hot_scan["relu2"].dead().tolist()
     assert health.selected_units
     assert frontend.last("selected_units") == health.selected_units
-    frontend.set_state(selected_indices=[])
-    assert (health.selected_layer, health.selected_units) == ("", [])
+    assert frontend.last("selections") == {DEAD: [1], SATURATED: [1], DENSITY: [1]}  # the layer is highlighted
 
 
-def test_python_selection_syncs_indices_and_rejects_unknown_layers(hot_scan):
+def test_click_opens_the_layer_in_the_followed_explorer(hot_scan):
+    data = digits(lr=0.05)
+    explorer = nw.explore(data.model, data.test_images[:3], layer="relu1", scan=hot_scan)
+    health = LayerHealth(hot_scan, follow=explorer)
+    assert health.layer == "relu1" and health.selections[DEAD] == [0]
+    FakeFrontend(health).set_state(selections={DEAD: [], SATURATED: [], DENSITY: [1]})
+    assert explorer.layer == "relu2"
+    assert explorer.values.shape[2] == 16  # the grid shows relu2 now
+    assert explorer.selected_units == hot_scan["relu2"].dead().tolist()
+    explorer.layer = "conv1"  # not scanned: nothing highlighted, no error
+    assert health.selections == {DEAD: [], SATURATED: [], DENSITY: []} and not health.error
+    explorer.layer = "relu3"
+    assert health.selections[DENSITY] == [2]
+    explorer.selected_units = [4]
+    assert health.selected_units == [4]  # a selection elsewhere is not replaced by dead units
+    health.unfollow()
+    explorer.layer = "relu1"
+    assert health.layer == "relu3"
+
+
+def test_python_layer_highlights_and_rejects_unknown_layers(hot_scan):
     health = LayerHealth(hot_scan)
-    health.selected_layer = "relu3"
-    assert health.selected_indices == [2]
-    assert health.selected_units == hot_scan["relu3"].dead().tolist()
-    with pytest.raises(TraitError, match="not a scanned layer"):
-        health.selected_layer = "fc9"
-    assert health.selected_layer == "relu3"
+    health.layer = "relu3"
+    assert health.selections[DEAD] == [2]
+    with pytest.raises(TraitError, match=r"was not scanned; this scan has .*relu1"):
+        health.layer = "fc9"
+    assert health.layer == "relu3"
 
 
-def test_bokehjs_comes_from_the_installed_package():
-    host = BokehHost()
-    assert host.bokeh_version == bokeh.__version__
-    assert host._bokehjs == bokehjs_source()
-    assert bokeh.__version__ in host._bokehjs[:2000] or "Bokeh" in host._bokehjs[:5000]
-    assert "cdn.bokeh.org" not in str(host.item)
+def test_bokehjs_travels_once_per_kernel():
+    first, second = BokehHost(), BokehHost()
+    assert first._bokehjs is second._bokehjs
+    assert first._bokehjs.source == bokehjs_source() and first._bokehjs.version == bokeh.__version__
+    state = first.get_state()
+    assert state["_bokehjs"] == f"IPY_MODEL_{first._bokehjs.model_id}"  # a reference, not 1.3 MB
+    assert len(str(state)) < len(bokehjs_source()) / 10
+    assert "cdn.bokeh.org" not in str(first.item)
+
+
+def test_update_patches_models_in_place(hot_scan):
+    health = LayerHealth(hot_scan)
+    frontend = FakeFrontend(health)
+    item = health.item
+    source = health.sources[DEAD]
+    health.update(source, data={**health.table, "dead": np.array([0.5, 0.25, 0.0])})
+    patch = frontend.last("patches")[source.id]
+    assert isinstance(patch["data"]["dead"]["data"], (bytes, memoryview))  # arrays travel as binary
+    assert list(patch["data"]["layer"]) == LAYERS
+    assert health.item is item  # nothing re-embedded
+    assert list(source.data["dead"]) == [0.5, 0.25, 0.0]  # the Python figure stays the truth
+    first = patch["__revision__"]
+    health.update(health.figure.children[0].title, text="changed")
+    patches = frontend.last("patches")
+    assert patches[source.id]["__revision__"] == first < patches[health.figure.children[0].title.id]["__revision__"]

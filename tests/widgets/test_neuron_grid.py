@@ -207,7 +207,8 @@ def test_saturated_is_offered_for_bounded_layers_and_order_is_checked():
 
 
 def test_the_explorer_feeds_its_scan_to_the_grid(digits, digits_scan):
-    view = nw.explore(digits.model, digits.test_images[:2], data=digits.test_images[:96], scan=digits_scan,
-                      layer="conv2")
+    view = nw.explore(
+        digits.model, digits.test_images[:2], data=digits.test_images[:96], scan=digits_scan, layer="conv2"
+    )
     assert view.stat_names == ["mean", "max", "density", "dead"]
     np.testing.assert_allclose(view.unit_stats[2], digits_scan["conv2"].density, rtol=1e-6)

@@ -1,0 +1,60 @@
+"""Companion: a bokeh view that follows an explorer (or any view of one layer).
+
+The explorer links its own views by being one widget (see explorer.py). A companion is a separate
+widget, so it is linked in this one place: its ``layer`` and ``selected_units`` are linked both ways
+with the followed view's traits of the same names, and it is told when that view's current input
+changes. Selecting in the companion's plot selects in the explorer's views and the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import traitlets
+
+from .bokeh_host import BokehHost
+from .layer_view import LayerView
+
+
+class Companion(BokehHost):
+    """A :class:`BokehHost` with the suite's ``layer`` and ``selected_units``, linked by :meth:`follow`."""
+
+    layer = traitlets.Unicode("").tag(sync=True)
+    selected_units = traitlets.List(traitlets.Int()).tag(sync=True)
+
+    view: LayerView | None = None
+
+    def __init__(self, figure: Any = None, follow: LayerView | None = None, **kwargs: Any):
+        self._links: list[traitlets.link] = []
+        super().__init__(figure, **kwargs)
+        if follow is not None:
+            self.follow(follow)
+
+    def follow(self, view: LayerView) -> None:
+        """Link ``layer`` and ``selected_units`` with ``view``'s (taking its values now) and follow
+        its current input."""
+        if not isinstance(view, LayerView):
+            raise TypeError(f"a companion follows an explorer or a layer view, got {type(view).__name__}")
+        self.unfollow()
+        self.view = view
+        self._links = [
+            traitlets.link((view, "layer"), (self, "layer")),
+            traitlets.link((view, "selected_units"), (self, "selected_units")),
+        ]
+        view.observe(self._view_input_changed, names=["values", "example"])
+        self._input_changed()
+
+    def unfollow(self) -> None:
+        for link in self._links:
+            link.unlink()
+        self._links = []
+        if self.view is not None:
+            self.view.unobserve(self._view_input_changed, names=["values", "example"])
+            self.view = None
+
+    def _view_input_changed(self, change: dict) -> None:
+        with self.reporting_errors("following the current input"):
+            self._input_changed()
+
+    def _input_changed(self) -> None:
+        """The followed view shows another input (or layer): subclasses that mark it redraw here."""
