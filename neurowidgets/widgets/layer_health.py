@@ -125,12 +125,18 @@ class LayerHealth(Companion):
         if not clicked:
             return
         name = clicked[0]
-        layer = self.sources[name].data["layer"][new[name][0]]
-        stats = self.scan[layer]
-        units = stats.saturated() if name == SATURATED else stats.dead()
+        self.open_layer(self.sources[name].data["layer"][new[name][0]], "saturated" if name == SATURATED else "dead")
+
+    def open_layer(self, layer: str, units: str = "dead") -> None:
+        """Make ``layer`` the layer (of the followed explorer too) with its ``units`` ("dead" or
+        "saturated") selected: what a click on its bar does."""
+        if units not in ("dead", "saturated"):
+            raise ValueError(f'units must be "dead" or "saturated", got {units!r}')
+        stats = self.scan[layer]  # a LayerError naming the scanned layers
+        chosen = stats.saturated() if units == "saturated" else stats.dead()
         with self.hold_sync():
             self.layer = layer
-            self.selected_units = [int(u) for u in units]
+            self.selected_units = [int(u) for u in chosen]
             self._highlight(layer)
 
     @traitlets.validate("layer")

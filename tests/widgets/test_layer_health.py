@@ -141,3 +141,24 @@ def test_update_patches_models_in_place(hot_scan):
     health.update(health.figure.children[0].title, text="changed")
     patches = frontend.last("patches")
     assert patches[source.id]["__revision__"] == first < patches[health.figure.children[0].title.id]["__revision__"]
+
+
+def test_teaching_case_the_hot_network_has_dead_units_the_healthy_one_has_not(hot_scan):
+    """Trained twice, once with lr=0.05: LayerHealth shows dead ReLU units only the second has."""
+    healthy = digits()
+    healthy_scan = nw.scan(healthy.model, healthy.test_images, LAYERS, k=4, progress=False, cache=False)
+    healthy_dead = LayerHealth(healthy_scan).table["dead_count"]
+    hot_dead = LayerHealth(hot_scan).table["dead_count"]
+    assert healthy_dead[:2] == [0, 2] and hot_dead[:2] == [4, 10]  # relu1, relu2 (8 and 16 units)
+    assert all(hot > calm for hot, calm in zip(hot_dead, healthy_dead, strict=True))
+
+
+def test_open_layer_selects_a_layers_units_and_rejects_bad_requests(hot_scan):
+    health = LayerHealth(hot_scan)
+    health.open_layer("relu1")
+    assert (health.layer, health.selected_units) == ("relu1", hot_scan["relu1"].dead().tolist())
+    with pytest.raises(nw.LayerError, match="scanned: .*relu2"):
+        health.open_layer("fc1")
+    with pytest.raises(ValueError, match='"dead" or "saturated"'):
+        health.open_layer("relu2", "sleepy")
+    assert (health.layer, health.selected_units) == ("relu1", hot_scan["relu1"].dead().tolist())
