@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import traitlets
 from bokeh.layouts import row
-from bokeh.models import ColumnDataSource, HoverTool, TapTool
+from bokeh.models import ColumnDataSource, HoverTool, Row, TapTool
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
@@ -48,6 +48,61 @@ def health_table(scan: ScanResult) -> dict[str, list]:
     return table
 
 
+def health_sources(scan: ScanResult) -> dict[str, ColumnDataSource]:
+    """One source of :func:`health_table` per clickable glyph (``DEAD``, ``SATURATED``, ``DENSITY``)."""
+    table = health_table(scan)
+    return {name: ColumnDataSource(dict(table), name=name) for name in (DEAD, SATURATED, DENSITY)}
+
+
+def health_figure(sources: dict[str, ColumnDataSource], title: str = "Layer health") -> Row:
+    """The layer-health plot over :func:`health_sources`: bars of the dead and saturated fractions per
+    layer, beside a box of the units' firing densities. Used by :class:`LayerHealth` and by reports."""
+    layers = list(sources[DEAD].data["layer"])
+    height = 120 + 44 * len(layers)
+    bars = figure(
+        y_range=list(reversed(layers)), x_range=(0, 1.02), title=title, tools="", height=height,
+        width=380, toolbar_location=None, x_axis_label="fraction of the layer's units",
+    )  # fmt: skip
+    for name, column, label, colour, offset in (
+        (DEAD, "dead", "dead", "#d62728", -0.17),
+        (SATURATED, "saturated", "saturated", "#ff7f0e", 0.17),
+    ):
+        bars.hbar(
+            y=dodge("layer", offset, range=bars.y_range), right=column, height=0.3,
+            source=sources[name], color=colour, legend_label=label,
+            nonselection_alpha=0.3, selection_alpha=1.0, selection_line_color="black",
+        )  # fmt: skip
+    bars.add_tools(TapTool(), HoverTool(tooltips=[
+        ("layer", "@layer (@units units)"), ("dead", "@dead_count (@dead{0.0%})"),
+        ("saturated", "@saturated_count (@saturated{0.0%})"),
+    ]))  # fmt: skip
+    bars.legend.orientation = "horizontal"
+    bars.add_layout(bars.legend[0], "below")  # outside the frame: a bar may reach 1
+    bars.ygrid.grid_line_color = None
+
+    spread = figure(
+        y_range=bars.y_range, x_range=(0, 1.02), title="Firing density of the units", tools="",
+        height=height, width=300, toolbar_location=None, x_axis_label="fraction of values > 0",
+    )  # fmt: skip
+    source = sources[DENSITY]
+    spread.segment("q10", "layer", "q90", "layer", source=source, color="#1f77b4", line_width=2)
+    spread.hbar(
+        y="layer", left="q25", right="q75", height=0.4, source=source, color="#aec7e8",
+        line_color="#1f77b4", nonselection_alpha=0.3, selection_line_color="black",
+    )  # fmt: skip
+    spread.segment(
+        "q50", dodge("layer", -0.2, range=spread.y_range), "q50", dodge("layer", 0.2, range=spread.y_range),
+        source=source, color="black", line_width=2,
+    )  # fmt: skip
+    spread.add_tools(TapTool(), HoverTool(tooltips=[
+        ("layer", "@layer"), ("median density", "@q50{0.000}"),
+        ("quartiles", "@q25{0.000} – @q75{0.000}"), ("10th–90th pct", "@q10{0.000} – @q90{0.000}"),
+    ]))  # fmt: skip
+    spread.yaxis.visible = False
+    spread.ygrid.grid_line_color = None
+    return row(bars, spread)
+
+
 class LayerHealth(Companion):
     """Every scanned layer on one view: bars of the fraction of dead and of saturated units, and a box
     of the units' firing densities (10th–90th percentile whiskers, quartile box, median).
@@ -63,55 +118,14 @@ class LayerHealth(Companion):
             raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
         self.scan = scan
         self._highlighting = False
-        table = health_table(scan)
-        self.sources = {name: ColumnDataSource(dict(table), name=name) for name in (DEAD, SATURATED, DENSITY)}
-        super().__init__(self._figure(title), follow=follow, selectable=(DEAD, SATURATED, DENSITY), **kwargs)
+        self.sources = health_sources(scan)
+        super().__init__(
+            health_figure(self.sources, title), follow=follow, selectable=(DEAD, SATURATED, DENSITY), **kwargs
+        )
 
     @property
     def table(self) -> dict[str, list]:
         return dict(self.sources[DEAD].data)
-
-    def _figure(self, title: str):
-        layers = list(self.sources[DEAD].data["layer"])
-        height = 90 + 44 * len(layers)
-        bars = figure(
-            y_range=list(reversed(layers)), x_range=(0, 1.02), title=title, tools="", height=height,
-            width=380, toolbar_location=None, x_axis_label="fraction of the layer's units",
-        )  # fmt: skip
-        for name, column, label, colour, offset in (
-            (DEAD, "dead", "dead", "#d62728", -0.17),
-            (SATURATED, "saturated", "saturated", "#ff7f0e", 0.17),
-        ):
-            bars.hbar(
-                y=dodge("layer", offset, range=bars.y_range), right=column, height=0.3,
-                source=self.sources[name], color=colour, legend_label=label,
-                nonselection_alpha=0.3, selection_alpha=1.0, selection_line_color="black",
-            )  # fmt: skip
-        bars.add_tools(TapTool(), HoverTool(tooltips=[
-            ("layer", "@layer (@units units)"), ("dead", "@dead_count (@dead{0.0%})"),
-            ("saturated", "@saturated_count (@saturated{0.0%})"),
-        ]))  # fmt: skip
-        bars.legend.location = "bottom_right"
-        bars.ygrid.grid_line_color = None
-
-        spread = figure(
-            y_range=bars.y_range, x_range=(0, 1.02), title="Firing density of the units", tools="",
-            height=height, width=300, toolbar_location=None, x_axis_label="fraction of values > 0",
-        )  # fmt: skip
-        source = self.sources[DENSITY]
-        spread.segment("q10", "layer", "q90", "layer", source=source, color="#1f77b4", line_width=2)
-        spread.hbar(
-            y="layer", left="q25", right="q75", height=0.4, source=source, color="#aec7e8",
-            line_color="#1f77b4", nonselection_alpha=0.3, selection_line_color="black",
-        )  # fmt: skip
-        spread.scatter("q50", "layer", source=source, marker="dash", size=18, color="black", angle=np.pi / 2)
-        spread.add_tools(TapTool(), HoverTool(tooltips=[
-            ("layer", "@layer"), ("median density", "@q50{0.000}"),
-            ("quartiles", "@q25{0.000} – @q75{0.000}"), ("10th–90th pct", "@q10{0.000} – @q90{0.000}"),
-        ]))  # fmt: skip
-        spread.yaxis.visible = False
-        spread.ygrid.grid_line_color = None
-        return row(bars, spread)
 
     # -- selection -----------------------------------------------------------------------------
 

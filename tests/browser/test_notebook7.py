@@ -7,7 +7,16 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import KERNEL_READY_TIMEOUT, RUN_ALL_TIMEOUT, artifact_path, kernel_client, poll_kernel
+from bokeh_page import canvas_ink, data_point
+from conftest import (
+    KERNEL_READY_TIMEOUT,
+    RUN_ALL_TIMEOUT,
+    artifact_path,
+    kernel_client,
+    kernel_eval,
+    poll_kernel,
+    write_notebook,
+)
 from grid_page import click_unit
 
 
@@ -48,3 +57,52 @@ def test_notebook7_quickstart_grid_click(nb7):
     poll_kernel(client, "explorer.selected_units", "[9]")
     explorer.locator(".nw-examples-title", has_text="Unit 9 of relu2").wait_for()
     explorer.screenshot(path=str(artifact_path("notebook7/explorer.png")))
+
+
+BOKEH_CELLS = [
+    "import neurowidgets as nw\n"
+    "from neurowidgets.datasets import digits\n"
+    "hot = digits(lr=0.05)\n"
+    'scan = nw.scan(hot.model, hot.test_images, ["relu1", "relu2"], k=4, progress=False, cache=False)\n'
+    'explorer = nw.explore(hot.model, hot.test_images[:2], layer="relu1", scan=scan)\n'
+    "health = nw.LayerHealth(scan, follow=explorer)\n"
+    "health",
+    "explorer",
+]
+
+
+def test_notebook7_bokeh_plot_offline_linked_to_the_explorer(nb7):
+    """A bokeh plot in Notebook 7 with every non-local request refused, no output_notebook()."""
+    page, server = nb7
+    blocked: list[str] = []
+
+    def refuse(route):
+        blocked.append(route.request.url)
+        route.abort()
+
+    # Only remote requests are routed: intercepting Notebook 7's own requests keeps its kernel from starting.
+    page.route(re.compile(r"^(?!(https?|wss?)://(127\.0\.0\.1|localhost)[:/]|data:|blob:)"), refuse)
+    write_notebook(server, "bokeh_nb7.ipynb", BOKEH_CELLS)
+    page.goto(f"{server.url}/notebooks/bokeh_nb7.ipynb")
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible")
+    deadline = time.monotonic() + KERNEL_READY_TIMEOUT
+    while not any((s.get("kernel") or {}).get("execution_state") == "idle" for s in server.sessions()):
+        assert time.monotonic() < deadline, f"no idle kernel: {server.sessions()}"
+        time.sleep(0.2)
+    client = kernel_client(server, "bokeh_nb7.ipynb")
+    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+    page.locator('li[data-command="runmenu:run-all"]').click()
+    poll_kernel(client, "print('health' in globals())", "True", timeout=RUN_ALL_TIMEOUT)
+
+    host = page.locator(".nw-bokeh-host").first
+    host.locator(".nw-bokeh-plot[data-ready='1']").wait_for()
+    host.scroll_into_view_if_needed()
+    ink = canvas_ink(host, 0)
+    assert ink["ink"] > 2000 and ink["colours"] > 5, f"the bokeh canvas looks blank: {ink}"
+    dead = float(kernel_eval(client, "print(health.table['dead'][1])"))
+    page.mouse.click(*data_point(host, 0, dead / 2, ["relu2", -0.17]))
+    poll_kernel(client, "explorer.layer", "'relu2'")
+    poll_kernel(client, "explorer.selected_units == scan['relu2'].dead().tolist() != []", "True")
+    page.mouse.move(0, 0)
+    host.screenshot(path=str(artifact_path("notebook7/layer_health.png")))
+    assert not blocked, blocked
