@@ -69,6 +69,8 @@ def test_layer_health_renders_offline_and_opens_a_layer_in_the_explorer(lab):
     lab.screenshot(host, "layer_health/relu2_selected.png")
     lab.screenshot(page.locator(".nw-explorer"), "layer_health/explorer_relu2_dead_units.png")
 
+    mark = "h => { h.querySelector('.nw-bokeh-plot').firstElementChild.dataset.mark = 'first embed'; }"
+    host.evaluate(mark)  # a re-embedded plot would lose this mark: selections must update in place
     page.locator(".nw-explorer select.nw-select").first.select_option("relu3")  # the grid's Layer control
     lab.poll("health.layer", "'relu3'")
     for _ in range(50):  # the plot's selection follows through the kernel
@@ -76,6 +78,7 @@ def test_layer_health_renders_offline_and_opens_a_layer_in_the_explorer(lab):
             break
         page.wait_for_timeout(100)
     assert source(host, "nw-health-density")["indices"] == [2]
+    assert host.locator(".nw-bokeh-plot > [data-mark='first embed']").count() == 1
     lab.poll("healthy.layer", "''")  # the other plot is untouched
     assert not [u for u in blocked if "bokeh" in u], blocked
     errors = [m for m in page.console_log if "[pageerror]" in m]
