@@ -1,0 +1,289 @@
+"""CoActivation: which units of a layer fire together, over a sample of the explorer's data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+from bokeh.layouts import row
+from bokeh.models import ColorBar, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper, Range1d, TapTool
+from bokeh.palettes import RdBu11
+from bokeh.plotting import figure
+
+from ..core import Probe
+from .companion import Companion
+from .layer_view import LayerView
+from .wire import to_numpy
+
+MATRIX, PAIR, SCATTER = "nw-coact-matrix", "nw-coact-pair", "nw-coact-scatter"
+NAN_GREY = "#9e9e9e"  # constant units have no correlation: grey, apart from every colour of the scale
+
+
+def max_activations(probe: Probe, inputs: Any, layer: str) -> np.ndarray:
+    """Each example's maximum over its (unpadded) positions of every unit of ``layer``: (N, units)."""
+    values = probe.run(inputs, [layer])[layer].values.float()
+    mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
+    if isinstance(mask, torch.Tensor) and mask.shape == values.shape[:2]:  # padded texts
+        values = values.masked_fill(~mask.bool()[:, :, None], -torch.inf)
+    return to_numpy(values.amax(dim=1))
+
+
+def correlation(values: np.ndarray) -> np.ndarray:
+    """Pearson correlation of the columns of (examples, units); NaN for a constant column (and its
+    diagonal), as ``np.corrcoef`` gives, without its warnings."""
+    centred = values.astype(np.float64) - values.mean(axis=0, dtype=np.float64)
+    norms = np.sqrt((centred * centred).sum(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (centred.T @ centred) / np.outer(norms, norms)
+    r[:, norms == 0] = np.nan
+    r[norms == 0, :] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+class CoActivation(Companion):
+    """Correlations between units of the followed explorer's layer, over a sample of its data.
+
+    Each sampled example counts by its maximum over positions. Left: the correlation matrix of the
+    selected units (when two or more are selected) or else of the ``max_units`` units that vary most;
+    right: unit a against unit b across the sample, for the current pair (the clicked cell, else the
+    first two selected units, else the strongest correlation of the selected unit or of the matrix).
+
+    Clicking a cell selects its two units in the explorer; the matrix keeps its units while the
+    selection stays among them. Tapping a point of the scatter shows that example in the explorer.
+
+    ``sample``: how many examples of the explorer's data (a seeded random choice when it has more);
+    without data, the explorer's current input batch.
+    """
+
+    def __init__(self, view: LayerView, sample: int = 256, max_units: int = 12, seed: int = 0, **kwargs: Any):
+        if not isinstance(view, LayerView):
+            raise TypeError(f"CoActivation follows an explorer (nw.explore), got {type(view).__name__}")
+        for name, value in (("sample", sample), ("max_units", max_units)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an int ≥ 2, got {value!r}")
+        self.sample, self.max_units, self.seed = sample, max_units, seed
+        self._cache: dict[str, np.ndarray] = {}  # layer → (sampled examples, units) maxima
+        self._cached_of: Any = None  # what the cache was sampled from: the explorer's examples, or its batch
+        self._sample: tuple[Any, np.ndarray | None] = (None, None)  # (the explorer's examples, the sample)
+        self.matrix_units: list[int] = []
+        self.correlation = np.zeros((0, 0))
+        self.pair: tuple[int, int] | None = None
+        self._clicked: tuple[int, int] | None = None
+        self._quiet = False  # set while this widget changes its own selections
+        self._ready = False
+        self.sources = {
+            MATRIX: ColumnDataSource({"x": [], "y": [], "a": [], "b": [], "r": [], "r_text": []}, name=MATRIX),
+            PAIR: ColumnDataSource({"x": [], "y": []}, name=PAIR),
+            SCATTER: ColumnDataSource({"x": [], "y": [], "example": []}, name=SCATTER),
+        }
+        super().__init__(self._figure(), follow=view, selectable=(MATRIX, SCATTER), **kwargs)
+        self._ready = True
+        self._refresh(new_matrix=True)
+
+    # -- the sample ----------------------------------------------------------------------------
+
+    @property
+    def sample_indices(self) -> np.ndarray | None:
+        """The global indices of the sampled examples of the explorer's data (None without data)."""
+        examples = getattr(self.view, "examples", None)
+        if examples is None:
+            return None
+        if self._sample[0] is not examples:
+            n = len(examples)
+            local = np.arange(n) if n <= self.sample else np.random.default_rng(self.seed).choice(n, self.sample, False)
+            self._sample = (examples, examples.start_index + np.sort(local))
+        return self._sample[1]
+
+    def activations(self, layer: str | None = None) -> np.ndarray:
+        """(sampled examples, units): each sampled example's maximum over positions, per unit of
+        ``layer`` (default: the current one). One forward pass of the sample per layer, kept."""
+        layer = layer or self.layer
+        view = self.view
+        indices = self.sample_indices
+        sampled_from = view.inputs if indices is None else view.examples
+        if sampled_from is not self._cached_of:  # other data or another batch: the cache is stale
+            self._cache.clear()
+            self._cached_of = sampled_from
+        if layer not in self._cache:
+            inputs = view.inputs if indices is None else view.examples.batch(indices.tolist())
+            self._cache[layer] = max_activations(view.probe, inputs, layer)
+        return self._cache[layer]
+
+    # -- choosing the units --------------------------------------------------------------------
+
+    def _matrix_units(self, acts: np.ndarray, selected: list[int]) -> list[int]:
+        if len(selected) >= 2:
+            return sorted(selected[: self.max_units])
+        variance = np.nan_to_num(acts.var(axis=0), nan=-1.0)
+        units = np.argsort(-variance, kind="stable")[: self.max_units].tolist()
+        if selected and selected[0] not in units:  # the selected unit is always in the matrix
+            units[-1] = selected[0]
+        return sorted(units)
+
+    def _pair(self, selected: list[int]) -> tuple[int, int]:
+        if self._clicked is not None and set(self._clicked) == set(selected):
+            return self._clicked
+        if len(selected) >= 2:
+            return selected[0], selected[1]
+        units, r = self.matrix_units, np.nan_to_num(np.abs(self.correlation), nan=-1.0)
+        np.fill_diagonal(r, -1.0)
+        if len(units) < 2:
+            return units[0], units[0]
+        if selected:
+            i = units.index(selected[0])
+            return units[i], units[int(np.argmax(r[i]))]
+        i, j = np.unravel_index(int(np.argmax(r)), r.shape)
+        return units[i], units[j]
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def _figure(self):
+        mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-1, high=1, nan_color=NAN_GREY)
+        matrix = figure(
+            title=" ", x_range=FactorRange(), y_range=FactorRange(), width=420, height=400, tools="",
+            toolbar_location=None, x_axis_label="unit", y_axis_label="unit",
+        )  # fmt: skip
+        matrix.rect(
+            "x", "y", 1, 1, source=self.sources[MATRIX], fill_color={"field": "r", "transform": mapper},
+            line_color="white", nonselection_fill_alpha=1.0, selection_fill_alpha=1.0,
+        )  # fmt: skip
+        matrix.rect("x", "y", 1, 1, source=self.sources[PAIR], fill_alpha=0, line_color="black", line_width=3)
+        matrix.add_tools(TapTool(), HoverTool(tooltips=[("units", "@a × @b"), ("correlation", "@r_text")]))
+        matrix.add_layout(ColorBar(color_mapper=mapper, width=10), "right")
+        matrix.grid.grid_line_color = None
+        matrix.axis.major_tick_line_color = None
+        matrix.xaxis.major_label_orientation = np.pi / 2
+
+        scatter = figure(
+            title=" ", x_range=Range1d(0, 1), y_range=Range1d(0, 1), width=400, height=400, tools="",
+            toolbar_location=None,
+        )  # fmt: skip
+        scatter.scatter(
+            "x", "y", source=self.sources[SCATTER], size=7, fill_alpha=0.5, line_alpha=0.8,
+            color="#4e79a7", selection_color="#e15759", selection_fill_alpha=1.0, nonselection_alpha=0.35,
+        )  # fmt: skip
+        scatter.add_tools(TapTool(), HoverTool(tooltips=[("example", "@example"), ("a, b", "@x{0.000}, @y{0.000}")]))
+        self._matrix, self._scatter = matrix, scatter
+        return row(matrix, scatter)
+
+    def _refresh(self, new_matrix: bool = False) -> None:
+        if self.view is None:  # unfollowed: nothing to sample
+            return
+        acts = self.activations()
+        selected = [u for u in self.selected_units if u < acts.shape[1]]
+        with self.hold_sync():
+            if new_matrix or not set(selected) <= set(self.matrix_units):
+                self.matrix_units = self._matrix_units(acts, selected)
+                self.correlation = correlation(acts[:, self.matrix_units])
+                self._draw_matrix(acts.shape[0])
+            self.pair = self._pair(selected)
+            self._draw_pair(acts)
+            self._mark_current()
+
+    def _draw_matrix(self, samples: int) -> None:
+        labels = [str(u) for u in self.matrix_units]
+        k = len(labels)
+        r = self.correlation.ravel()
+        data = {
+            "x": [a for a in labels for _ in labels], "y": labels * k,
+            "a": np.repeat(self.matrix_units, k), "b": np.tile(self.matrix_units, k), "r": r,
+            "r_text": ["n/a (a constant unit)" if np.isnan(v) else f"{v:.3f}" for v in r],
+        }  # fmt: skip
+        self.update(self.sources[MATRIX], data=data)
+        self.update(self._matrix.x_range, factors=labels)
+        self.update(self._matrix.y_range, factors=labels[::-1])
+        self.update(self._matrix.title, text=f"{self.layer}: correlation of unit maxima over {samples} examples")
+
+    def _draw_pair(self, acts: np.ndarray) -> None:
+        a, b = self.pair
+        x, y = acts[:, a], acts[:, b]
+        indices = self.sample_indices
+        examples = np.arange(len(x)) if indices is None else indices
+        r = correlation(np.stack([x, y], axis=1))[0, 1]
+        shown = [(str(a), str(b)), (str(b), str(a))] if a != b else [(str(a), str(b))]
+        self.update(self.sources[PAIR], data={"x": [s[0] for s in shown], "y": [s[1] for s in shown]})
+        self.update(self.sources[SCATTER], data={"x": x, "y": y, "example": examples})
+        for axis_range, values in ((self._scatter.x_range, x), (self._scatter.y_range, y)):
+            finite = values[np.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            pad = 0.05 * (high - low) or 0.5
+            self.update(axis_range, start=low - pad, end=high + pad)
+        self.update(self._scatter.xaxis[0], axis_label=f"unit {a} (max over positions)")
+        self.update(self._scatter.yaxis[0], axis_label=f"unit {b} (max over positions)")
+        text = "n/a (a constant unit)" if np.isnan(r) else f"{r:.3f}"
+        self.update(self._scatter.title, text=f"unit {a} vs unit {b}: r = {text}")
+
+    def _mark_current(self) -> None:
+        """Select the explorer's current example in the scatter, if it is one of the sample."""
+        indices, view = self.sample_indices, self.view
+        if indices is None:
+            rows = [view.example]
+        else:
+            rows = np.flatnonzero(indices == getattr(view, "current_index", -1)).tolist()
+        self._set_selection(SCATTER, rows)
+
+    def _set_selection(self, name: str, indices: list[int]) -> None:
+        self._quiet = True
+        try:
+            self.select(name, indices)
+        finally:
+            self._quiet = False
+
+    # -- linking -------------------------------------------------------------------------------
+
+    def follow(self, view: LayerView) -> None:
+        super().follow(view)
+        if view.has_trait("current_index"):  # the example of the data shown (explorers with data)
+            view.observe(self._view_input_changed, names=["current_index"])
+
+    def unfollow(self) -> None:
+        if self.view is not None and self.view.has_trait("current_index"):
+            self.view.unobserve(self._view_input_changed, names=["current_index"])
+        super().unfollow()
+
+    def _input_changed(self) -> None:
+        if not self._ready or self.view is None:
+            return
+        if self.sample_indices is None and self.view.inputs is not self._cached_of:
+            self._refresh(new_matrix=True)  # the sample is the batch: it changed
+        else:
+            self._mark_current()
+
+    @traitlets.observe("layer")
+    def _layer_changed(self, change: dict) -> None:
+        if self._ready:
+            self._clicked = None
+            with self.reporting_errors(f"correlating the units of {change['new']!r}"):
+                self._refresh(new_matrix=True)
+
+    @traitlets.observe("selected_units")
+    def _units_changed(self, change: dict) -> None:
+        if self._ready:
+            with self.reporting_errors("correlating the selected units"):
+                self._refresh()
+
+    @traitlets.observe("selections")
+    def _clicked_in_plot(self, change: dict) -> None:
+        if self._quiet:
+            return
+        old, new = change["old"] or {}, change["new"]
+        cell, point = new.get(MATRIX) or [], new.get(SCATTER) or []
+        if cell:
+            self._set_selection(MATRIX, [])  # the pair's outline shows the choice; a second click counts
+            with self.reporting_errors("selecting the clicked cell's units"):
+                data = self.sources[MATRIX].data
+                self._clicked = (int(data["a"][cell[0]]), int(data["b"][cell[0]]))
+                before = self.selected_units
+                self.selected_units = list(self._clicked)
+                if self.selected_units == before:  # the same units: no trait change, maybe another cell
+                    self._refresh()
+        elif point and point != old.get(SCATTER):
+            with self.reporting_errors("opening the tapped example"):
+                example = int(self.sources[SCATTER].data["example"][point[0]])
+                if self.sample_indices is None:
+                    self.view.example = example
+                else:
+                    self.view.show_example(example)

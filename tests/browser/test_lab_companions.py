@@ -1,0 +1,95 @@
+"""Distributions and CoActivation next to an explorer in JupyterLab: a click on a correlation cell
+selects both units in the explorer and the histograms show them; a click in the explorer's grid moves
+both plots, in the page."""
+
+from __future__ import annotations
+
+import json
+
+from bokeh_page import canvas_ink, data_point, source
+from grid_page import click_unit
+
+CELLS = [
+    "import neurowidgets as nw\n"
+    "from neurowidgets.datasets import digits\n"
+    "from neurowidgets.widgets.distributions import Distributions\n"
+    "from neurowidgets.widgets.coactivation import CoActivation\n"
+    "d = digits()\n"
+    's = nw.scan(d.model, d.test_images, ["relu2", "relu3"], k=8, progress=False, cache=False)\n'
+    'ex = nw.explore(d.model, d.test_images[:4], layer="relu3", data=d.test_images, scan=s)\n'
+    "ex",
+    "dist = Distributions(s, follow=ex)\ndist",
+    "co = CoActivation(ex)\nco",
+]
+
+
+def wait_for(page, check, what: str, tries: int = 50):
+    """Poll the page until ``check()`` is truthy (changes from the kernel arrive asynchronously)."""
+    for _ in range(tries):
+        result = check()
+        if result:
+            return result
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the page never showed {what}")
+
+
+def drawn_units(host, name: str) -> set[int]:
+    return {int(u) for u in source(host, name)["data"]["unit"]}
+
+
+def test_companions_follow_the_explorer_and_select_in_it(lab):
+    page = lab.page
+    lab.write_notebook("companions.ipynb", CELLS)
+    lab.open("companions.ipynb")
+    lab.run_all()
+    hosts = page.locator(".nw-bokeh-host")
+    for i in (0, 1):
+        hosts.nth(i).locator(".nw-bokeh-plot[data-ready='1']").wait_for()
+    dist, co = hosts.nth(0), hosts.nth(1)
+    first = json.loads(lab.eval("print(ex.selected_units)"))
+    assert len(first) == 1
+    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == set(first), f"the histogram of unit {first}")
+    for host, plot in ((dist, 0), (co, 0), (co, 1)):
+        host.scroll_into_view_if_needed()
+        ink = canvas_ink(host, plot)
+        assert ink["ink"] > 3000 and ink["colours"] > 5, f"plot {plot} looks blank: {ink}"
+    assert len(source(dist, "nw-dist-current")["data"]["x"]) == 1  # the current input's line
+
+    # A correlation cell: both units selected in the explorer (kernel), both histograms drawn (page).
+    units = json.loads(lab.eval("print(co.matrix_units)"))
+    assert len(units) == 12
+    a, b = units[7], units[2]
+    co.scroll_into_view_if_needed()
+    page.mouse.click(*data_point(co, 0, str(a), str(b)))
+    lab.poll("ex.selected_units", str([a, b]))
+    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == {a, b}, f"the histograms of units {a}, {b}")
+    pair = source(co, "nw-coact-pair")["data"]
+    assert sorted(zip(pair["x"], pair["y"], strict=True)) == sorted([(str(a), str(b)), (str(b), str(a))])
+    assert lab.eval("print(co.matrix_units)").strip() == str(units)  # the matrix kept its units
+    assert len(source(co, "nw-coact-matrix")["data"]["r"]) == 144
+    scatter = source(co, "nw-coact-scatter")["data"]
+    expected = json.loads(lab.eval(f"print(co.activations()[:, {a}].tolist())"))
+    assert max(abs(x - e) for x, e in zip(scatter["x"], expected, strict=True)) < 1e-4
+    page.mouse.move(5, 5)  # no hover tooltip over the screenshots
+    page.wait_for_timeout(300)
+    lab.screenshot(co, "companions/coactivation_cell.png")
+    dist.scroll_into_view_if_needed()
+    lab.screenshot(dist, "companions/distributions_two_units.png")
+
+    # A unit outside the matrix clicked in the explorer's grid: both plots follow in the page.
+    unit = next(u for u in range(64) if u not in units)
+    grid = page.locator(".nw-explorer canvas.nw-grid-canvas")
+    click_unit(page, grid, unit)
+    lab.poll("ex.selected_units", str([unit]))
+    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == {unit}, f"the histogram of unit {unit}")
+    wait_for(page, lambda: str(unit) in source(co, "nw-coact-pair")["data"]["x"], f"unit {unit}'s pair")
+    assert unit in {int(u) for u in source(co, "nw-coact-matrix")["data"]["a"]}
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(300)
+    dist.scroll_into_view_if_needed()
+    lab.screenshot(dist, "companions/distributions_grid_unit.png")
+    co.scroll_into_view_if_needed()
+    lab.screenshot(co, "companions/coactivation_grid_unit.png")
+    errors = [m for m in page.console_log if "[pageerror]" in m]
+    assert not errors, errors
+    assert lab.eval("print(repr(dist.error), repr(co.error))").strip() == "'' ''"

@@ -1,0 +1,200 @@
+"""CoActivation: the sample's maxima, the correlations and the scatter equal a hand-run forward pass
+and numpy; clicks in the plot select units and examples in the explorer."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from frontend import FakeFrontend
+
+import neurowidgets as nw
+from neurowidgets.datasets import digits
+from neurowidgets.widgets.coactivation import MATRIX, PAIR, SCATTER, CoActivation
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def scan(data):
+    return nw.scan(data.model, data.test_images, ["relu2", "relu3"], k=4, progress=False, cache=False)
+
+
+@pytest.fixture
+def explorer(data, scan):
+    return nw.explore(data.model, data.test_images[:4], layer="relu3", data=data.test_images, scan=scan)
+
+
+def by_hand(explorer, layer: str, indices) -> np.ndarray:
+    """Each example's max over positions, from one forward pass of the examples by global index."""
+    inputs = explorer.examples.batch(list(indices))
+    return explorer.probe.run(inputs, [layer])[layer].values.amax(dim=1).numpy()
+
+
+def corrcoef(values: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant columns: NaN, as expected
+        return np.corrcoef(values, rowvar=False)
+
+
+def matrix_of(widget) -> dict:
+    data = widget.sources[MATRIX].data
+    return {(int(a), int(b)): float(r) for a, b, r in zip(data["a"], data["b"], data["r"], strict=True)}
+
+
+def test_sample_matrix_and_scatter_equal_numpy(data, explorer):
+    co = CoActivation(explorer, sample=100, max_units=6)
+    expected_sample = np.sort(np.random.default_rng(0).choice(449, 100, replace=False))
+    assert co.sample_indices.tolist() == expected_sample.tolist()
+    acts = by_hand(explorer, "relu3", expected_sample)
+    assert co.activations() == pytest.approx(acts, abs=1e-5)
+    top = sorted(np.argsort(-acts.var(axis=0))[:6].tolist())
+    assert co.matrix_units == top
+    assert co.correlation == pytest.approx(corrcoef(acts[:, top]), abs=1e-5)
+    assert matrix_of(co) == pytest.approx(
+        {(a, b): corrcoef(acts[:, top])[i, j] for i, a in enumerate(top) for j, b in enumerate(top)}, abs=1e-5
+    )
+    assert list(co._matrix.x_range.factors) == [str(u) for u in top] == list(co._matrix.y_range.factors)[::-1]
+    # One unit selected (the explorer's most active): it is paired with its most correlated matrix unit.
+    (unit,) = explorer.selected_units
+    assert unit in co.matrix_units
+    partners = [u for u in top if u != unit]
+    a, b = co.pair
+    assert a == unit and b == max(partners, key=lambda u: abs(corrcoef(acts[:, [unit, u]])[0, 1]))
+    scatter = co.sources[SCATTER].data
+    assert np.asarray(scatter["x"]) == pytest.approx(acts[:, a], abs=1e-5)
+    assert np.asarray(scatter["y"]) == pytest.approx(acts[:, b], abs=1e-5)
+    assert np.asarray(scatter["example"]).tolist() == expected_sample.tolist()
+    r = corrcoef(acts[:, [a, b]])[0, 1]
+    assert co._scatter.title.text == f"unit {a} vs unit {b}: r = {r:.3f}"
+    assert co._scatter.xaxis[0].axis_label == f"unit {a} (max over positions)"
+    assert sorted(zip(co.sources[PAIR].data["x"], co.sources[PAIR].data["y"], strict=True)) == sorted(
+        [(str(a), str(b)), (str(b), str(a))]
+    )
+
+
+def test_clicking_a_cell_selects_both_units_and_keeps_the_matrix(explorer):
+    co = CoActivation(explorer, sample=64)
+    frontend = FakeFrontend(co)
+    item, units = co.item, co.matrix_units
+    assert len(units) == 12
+    cells = co.sources[MATRIX].data
+    cell = next(
+        i for i, (a, b) in enumerate(zip(cells["a"], cells["b"], strict=True)) if a == units[7] and b == units[2]
+    )
+    frontend.set_state(selections={MATRIX: [cell], SCATTER: []})
+    assert explorer.selected_units == [units[7], units[2]] == co.selected_units
+    assert co.matrix_units == units  # not collapsed to 2×2
+    assert co.pair == (units[7], units[2])
+    assert co.sources[SCATTER].data["x"] == pytest.approx(co.activations()[:, units[7]])
+    assert frontend.last("selections")[MATRIX] == []  # cleared: the outline marks the pair
+    assert set(co.sources[PAIR].data["x"]) == {str(units[7]), str(units[2])}
+    # The mirrored cell: the same units, the other way round.
+    mirror = next(
+        i for i, (a, b) in enumerate(zip(cells["a"], cells["b"], strict=True)) if a == units[2] and b == units[7]
+    )
+    frontend.set_state(selections={MATRIX: [mirror], SCATTER: []})
+    assert co.pair == (units[2], units[7]) and co.matrix_units == units
+    # A selection in the explorer outside the matrix: the matrix becomes the selected units.
+    outside = next(u for u in range(64) if u not in units)
+    explorer.selected_units = [outside, units[0], units[1]]
+    assert co.matrix_units == sorted([outside, units[0], units[1]])
+    assert co.pair == (outside, units[0])
+    assert co.correlation == pytest.approx(corrcoef(co.activations()[:, co.matrix_units]), abs=1e-6)
+    assert co.item is item and not co.error
+
+
+def test_one_forward_pass_per_layer(explorer):
+    calls = []
+    run = explorer.probe.run
+    co = CoActivation(explorer, sample=32)
+
+    def counting(inputs, layers, *args, **kwargs):
+        calls.append((len(inputs), list(layers)))
+        return run(inputs, layers, *args, **kwargs)
+
+    explorer.probe.run = counting
+    try:
+        explorer.layer = "relu2"
+        assert co.layer == "relu2" and co.activations().shape == (32, 16)
+        explorer.selected_units = [1, 2]
+        explorer.layer = "relu3"
+        explorer.layer = "relu2"
+    finally:
+        explorer.probe.run = run
+    # relu2 once for the sample (32) and the explorer's own passes on its 4 images; relu3 was kept.
+    assert [c for c in calls if c[0] == 32] == [(32, ["relu2"])]
+    assert co.activations("relu2") == pytest.approx(by_hand(explorer, "relu2", co.sample_indices), abs=1e-5)
+
+
+def test_constant_units_have_no_correlation(data, scan):
+    dead = scan["relu2"].dead().tolist()
+    assert dead  # the healthy digits model has two dead relu2 units: constant 0
+    explorer = nw.explore(data.model, data.test_images[:4], layer="relu2", data=data.test_images, scan=scan)
+    co = CoActivation(explorer)
+    explorer.selected_units = [dead[0], 3, 5]
+    matrix = matrix_of(co)
+    assert np.isnan(matrix[(dead[0], 3)]) and np.isnan(matrix[(dead[0], dead[0])])
+    assert matrix[(3, 3)] == pytest.approx(1.0)
+    cells = co.sources[MATRIX].data
+    texts = {(int(a), int(b)): t for a, b, t in zip(cells["a"], cells["b"], cells["r_text"], strict=True)}
+    assert texts[(dead[0], 5)] == "n/a (a constant unit)" and texts[(3, 5)] == f"{matrix[(3, 5)]:.3f}"
+    assert co._scatter.title.text == f"unit {dead[0]} vs unit 3: r = n/a (a constant unit)"
+    assert co._scatter.y_range.start < co._scatter.y_range.end  # a flat unit still gets a range
+    assert not co.error
+
+
+def test_tapping_a_point_shows_that_example(explorer):
+    co = CoActivation(explorer, sample=50)
+    frontend = FakeFrontend(co)
+    row = 17
+    example = int(co.sample_indices[row])
+    frontend.set_state(selections={MATRIX: [], SCATTER: [row]})
+    assert explorer.current_index == example
+    assert explorer.values[0].max(axis=0) == pytest.approx(by_hand(explorer, "relu3", [example])[0], abs=1e-5)
+    assert co.selected(SCATTER) == [row]  # the current example stays marked
+    explorer.show_example(int(co.sample_indices[3]))
+    assert co.selected(SCATTER) == [3]
+    explorer.show_example(next(i for i in range(449) if i not in co.sample_indices))
+    assert co.selected(SCATTER) == []
+
+
+def test_without_data_the_sample_is_the_explorers_batch(data):
+    explorer = nw.explore(data.model, data.test_images[:20], layer="relu3")
+    co = CoActivation(explorer)
+    assert co.sample_indices is None
+    assert co.activations() == pytest.approx(explorer.values.max(axis=1), abs=1e-5)
+    FakeFrontend(co).set_state(selections={MATRIX: [], SCATTER: [6]})
+    assert explorer.example == 6
+    explorer.set_input(data.test_images[20:50])
+    assert co.activations().shape == (30, 64)
+    assert co.activations() == pytest.approx(explorer.values.max(axis=1), abs=1e-5)
+    assert len(co.sources[SCATTER].data["x"]) == 30
+
+
+def test_bad_inputs_give_clear_errors(explorer):
+    with pytest.raises(TypeError, match="follows an explorer"):
+        CoActivation("relu3")
+    with pytest.raises(ValueError, match="sample must be an int ≥ 2, got 1"):
+        CoActivation(explorer, sample=1)
+    with pytest.raises(ValueError, match=r"max_units must be an int ≥ 2, got 1\.5"):
+        CoActivation(explorer, max_units=1.5)
+    co = CoActivation(explorer, sample=40)
+    units = co.matrix_units
+    explorer.layer = "conv1"  # not scanned: CoActivation needs no scan
+    assert co.activations().shape == (40, 8) and not co.error
+    assert co.matrix_units != units
+
+
+def test_a_stale_index_from_the_page_is_reported_and_changes_nothing(explorer):
+    co = CoActivation(explorer, sample=30)
+    selected, pair = explorer.selected_units, co.pair
+    FakeFrontend(co).set_state(selections={MATRIX: [500], SCATTER: []})
+    assert co.error.startswith("selecting the clicked cell's units: IndexError")
+    assert (explorer.selected_units, co.pair) == (selected, pair)
+    FakeFrontend(co).set_state(selections={MATRIX: [], SCATTER: [30]})
+    assert co.error.startswith("opening the tapped example: IndexError") and explorer.current_index == -1
