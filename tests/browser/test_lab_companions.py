@@ -33,6 +33,15 @@ def wait_for(page, check, what: str, tries: int = 50):
     raise AssertionError(f"the page never showed {what}")
 
 
+def isolated(xs: list[float], ys: list[float]) -> int:
+    """The index of the point farthest from every other (in data units), so that a click hits it alone."""
+    points = list(zip(xs, ys, strict=True))
+    return max(
+        range(len(points)),
+        key=lambda i: min(abs(points[i][0] - x) + abs(points[i][1] - y) for j, (x, y) in enumerate(points) if j != i),
+    )
+
+
 def drawn_units(host, name: str) -> set[int]:
     return {int(u) for u in source(host, name)["data"]["unit"]}
 
@@ -90,6 +99,35 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     lab.screenshot(dist, "companions/distributions_grid_unit.png")
     co.scroll_into_view_if_needed()
     lab.screenshot(co, "companions/coactivation_grid_unit.png")
+
+    # Tapping a point of the scatter, then a top example's triangle: each becomes the explorer's input.
+    scatter = source(co, "nw-coact-scatter")["data"]
+    row = isolated(scatter["x"], scatter["y"])
+    co.scroll_into_view_if_needed()
+    page.mouse.click(*data_point(co, 1, scatter["x"][row], scatter["y"][row]))
+    lab.poll("ex.current_index", str(scatter["example"][row]))
+    wait_for(page, lambda: source(co, "nw-coact-scatter")["indices"] == [row], "the tapped point marked")
+    top = source(dist, "nw-dist-top")["data"]
+    row = isolated(top["x"], [0.0] * len(top["x"]))
+    dist.scroll_into_view_if_needed()
+    page.mouse.click(*data_point(dist, 0, top["x"][row], top["y"][row]))
+    lab.poll("ex.current_index", str(top["example"][row]))
+    current = wait_for(page, lambda: source(dist, "nw-dist-current")["data"]["x"], "the current line")
+    assert abs(current[0] - top["x"][row]) < 1e-3  # the dashed line moved onto the tapped triangle
+
+    # A layer with dead (constant) units: their correlations are grey, "n/a".
+    dead = int(lab.eval("print(s['relu2'].dead()[0])"))
+    lab.eval(f'ex.layer = "relu2"; ex.selected_units = [{dead}, 3, 5]')
+    wait_for(page, lambda: len(source(co, "nw-coact-matrix")["data"]["r"]) == 9, "a 3×3 matrix")
+    texts = source(co, "nw-coact-matrix")["data"]["r_text"]
+    assert texts.count("n/a (a constant unit)") == 5  # the dead unit's row and column
+    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == {dead, 3, 5}, "relu2's histograms")
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(300)
+    co.scroll_into_view_if_needed()
+    lab.screenshot(co, "companions/coactivation_dead_unit.png")
+    dist.scroll_into_view_if_needed()
+    lab.screenshot(dist, "companions/distributions_relu2.png")
     errors = [m for m in page.console_log if "[pageerror]" in m]
     assert not errors, errors
     assert lab.eval("print(repr(dist.error), repr(co.error))").strip() == "'' ''"
