@@ -232,18 +232,6 @@ class CoActivation(Companion):
         finally:
             self._quiet = False
 
-    # -- linking -------------------------------------------------------------------------------
-
-    def follow(self, view: LayerView) -> None:
-        super().follow(view)
-        if view.has_trait("current_index"):  # the example of the data shown (explorers with data)
-            view.observe(self._view_input_changed, names=["current_index"])
-
-    def unfollow(self) -> None:
-        if self.view is not None and self.view.has_trait("current_index"):
-            self.view.unobserve(self._view_input_changed, names=["current_index"])
-        super().unfollow()
-
     def _input_changed(self) -> None:
         if not self._ready or self.view is None:
             return

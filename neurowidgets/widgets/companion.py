@@ -41,7 +41,7 @@ class Companion(BokehHost):
             traitlets.link((view, "layer"), (self, "layer")),
             traitlets.link((view, "selected_units"), (self, "selected_units")),
         ]
-        view.observe(self._view_input_changed, names=["values", "example"])
+        view.observe(self._view_input_changed, names=self._watched(view))
         self._input_changed()
 
     def unfollow(self) -> None:
@@ -49,8 +49,14 @@ class Companion(BokehHost):
             link.unlink()
         self._links = []
         if self.view is not None:
-            self.view.unobserve(self._view_input_changed, names=["values", "example"])
+            self.view.unobserve(self._view_input_changed, names=self._watched(self.view))
             self.view = None
+
+    @staticmethod
+    def _watched(view: LayerView) -> list[str]:
+        """What makes the followed view show another input: its values, the example of its batch,
+        the selected position, and the example of the data it shows (explorers with data)."""
+        return [name for name in ("values", "example", "position", "current_index") if view.has_trait(name)]
 
     def _view_input_changed(self, change: dict) -> None:
         with self.reporting_errors("following the current input"):

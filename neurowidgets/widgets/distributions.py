@@ -245,17 +245,6 @@ class Distributions(Companion):
     def _input_changed(self) -> None:
         self._draw_current()
 
-    # -- linking -------------------------------------------------------------------------------
-
-    def follow(self, view: LayerView) -> None:
-        super().follow(view)
-        view.observe(self._view_input_changed, names=["position"])
-
-    def unfollow(self) -> None:
-        if self.view is not None:
-            self.view.unobserve(self._view_input_changed, names=["position"])
-        super().unfollow()
-
     @traitlets.validate("layer")
     def _valid_layer(self, proposal: dict) -> str:
         layer = proposal["value"]

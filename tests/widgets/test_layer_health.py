@@ -157,7 +157,7 @@ def test_open_layer_selects_a_layers_units_and_rejects_bad_requests(hot_scan):
     health = LayerHealth(hot_scan)
     health.open_layer("relu1")
     assert (health.layer, health.selected_units) == ("relu1", hot_scan["relu1"].dead().tolist())
-    with pytest.raises(nw.LayerError, match="scanned: .*relu2"):
+    with pytest.raises(nw.LayerError, match=r"scanned: .*relu2"):
         health.open_layer("fc1")
     with pytest.raises(ValueError, match='"dead" or "saturated"'):
         health.open_layer("relu2", "sleepy")
