@@ -297,7 +297,7 @@ def histogram_columns(counts: np.ndarray, edges: np.ndarray) -> dict[str, np.nda
     }
 
 
-def _histogram_figure(chosen: _Unit, k: int):
+def _histogram_figure(chosen: _Unit, k: int) -> figure:
     stats, unit = chosen.stats, chosen.unit
     counts, edges = histogram_bins(stats, unit)
     columns = histogram_columns(counts, edges)
