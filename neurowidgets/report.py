@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from bokeh.embed import file_html
-from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
@@ -34,6 +33,7 @@ from .core.images import ImageAdapter
 from .core.scan import ScanResult
 from .core.stats import LayerStats
 from .core.text import TextAdapter
+from .widgets.distributions import BINS, TOP, fit_ranges, histogram_columns, histogram_figure, histogram_sources
 from .widgets.layer_health import health_figure, health_sources
 
 #: Units shown per layer when ``units`` is not given: those with the highest maximum activation.
@@ -47,8 +47,8 @@ HEALTH_ROOT = "nw-report-health"
 
 
 def histogram_root(layer: str, unit: int) -> str:
-    """The name of the bokeh figure of one unit's histogram; its sources are this name + ``":bars"``
-    and + ``":top"`` (the marks of its top examples)."""
+    """The name of the bokeh figure of one unit's histogram; its sources are this name + ``":"`` + the
+    role (``distributions.BINS``, ``TOP``)."""
     return f"nw-report-hist:{layer}:{unit}"
 
 
@@ -271,79 +271,16 @@ def _stats_table(stats: LayerStats, unit: int) -> str:
 # -- histogram ---------------------------------------------------------------------------------------
 
 
-def histogram_bins(stats: LayerStats, unit: int) -> tuple[np.ndarray, np.ndarray]:
-    """(counts, edges) of the unit's histogram, its outer ±inf edges (values beyond ±2**20) replaced by
-    the unit's finite min / max."""
-    counts, edges = stats.histogram(unit)
-    edges = edges.copy()
-    if edges.size and edges[0] == -math.inf:
-        edges[0] = float(stats.min[unit])
-    if edges.size and edges[-1] == math.inf:
-        edges[-1] = float(stats.max[unit])
-    return counts, edges
-
-
-def histogram_columns(counts: np.ndarray, edges: np.ndarray) -> dict[str, np.ndarray]:
-    """The non-empty bins: ``left``/``right`` value edges, ``count``, and ``x0``/``x1``: the bins drawn
-    evenly spaced (the scan's bins are symlog-spaced: on a value axis those near zero would vanish)."""
-    bins = np.arange(counts.size)
-    keep = counts > 0
-    return {
-        "x0": bins[keep].astype(float),
-        "x1": bins[keep] + 1.0,
-        "left": edges[:-1][keep],
-        "right": edges[1:][keep],
-        "count": counts[keep],
-    }
-
-
 def _histogram_figure(chosen: _Unit, k: int) -> figure:
-    stats, unit = chosen.stats, chosen.unit
-    counts, edges = histogram_bins(stats, unit)
-    columns = histogram_columns(counts, edges)
-    top = float(columns["count"].max()) if columns["count"].size else 1.0
-    pad = max(1.0, counts.size / 50)  # room for the top examples' marks at the outer bins
-    plot = figure(
-        name=histogram_root(chosen.layer, unit), width=480, height=220, tools="", toolbar_location=None,
-        y_axis_type="log", y_range=Range1d(0.5, top * 8), x_range=Range1d(-pad, max(counts.size, 1) + pad),
-        x_axis_label="activation (bins evenly spaced)", y_axis_label="count (log scale)",
-    )  # fmt: skip
-    bars = ColumnDataSource({name: value.tolist() for name, value in columns.items()}, name=f"{plot.name}:bars")
-    plot.quad(left="x0", right="x1", bottom=0.5, top="count", source=bars, color="#4e79a7", line_color="#4e79a7")
-    plot.add_tools(
-        HoverTool(
-            tooltips=[("bin", "@left{%.4g} … @right{%.4g}"), ("count", "@count")],
-            formatters={"@left": "printf", "@right": "printf"},
-        )
-    )
-    marks = [value for value, _, _ in stats.top_k(unit)[:k]]
-    if marks and edges.size:
-        inner = edges[1:-1]
-        where = np.searchsorted(inner, np.asarray(marks, dtype=np.float32).astype(float), side="right") + 0.5
-        source = ColumnDataSource(
-            {"x": where.tolist(), "y": [top * 3] * len(marks), "value": marks}, name=f"{plot.name}:top"
-        )
-        plot.scatter("x", "y", source=source, marker="inverted_triangle", size=9, color="#e15759")
-    ticks = _ticks(edges)
-    plot.xaxis.ticker = FixedTicker(ticks=list(ticks))
-    plot.xaxis.major_label_overrides = ticks
-    plot.xgrid.grid_line_color = None
+    """The unit's histogram drawn as the live Distributions view draws it, with its top ``k`` examples."""
+    sources = histogram_sources(prefix=histogram_root(chosen.layer, chosen.unit) + ":")
+    bins, top, notes = histogram_columns(chosen.stats, [chosen.unit], k)
+    sources[BINS].data, sources[TOP].data = bins, top
+    plot, current = histogram_figure(sources, caption="▲ the top examples below", width=560, height=260)
+    plot.name = histogram_root(chosen.layer, chosen.unit)
+    plot.title.text = " · ".join(["Activations over the scanned examples", *notes])
+    fit_ranges(lambda model, **properties: model.update(**properties), plot, current, sources, 1)
     return plot
-
-
-def _ticks(edges: np.ndarray) -> dict[float, str]:
-    """About six tick positions over the evenly drawn bins, labelled with their value edges (the
-    clipped outer edges included); a tick "0" at the centre of the zero bin when it is shown."""
-    n = edges.size - 1
-    if n < 1:
-        return {}
-    ticks = {float(i): _f(edges[i]) for i in np.unique(np.round(np.linspace(0, n, min(n, 6) + 1)).astype(int))}
-    zero = np.flatnonzero((edges[:-1] < 0) & (edges[1:] > 0))
-    if zero.size:
-        centre = zero[0] + 0.5
-        ticks = {x: label for x, label in ticks.items() if abs(x - centre) > n / 12}
-        ticks[float(centre)] = "0"
-    return ticks
 
 
 # -- examples ----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import gzip
 import html
 import json
 import os
@@ -22,6 +23,7 @@ import torch
 import neurowidgets as nw
 from neurowidgets.core.images import ImageAdapter
 from neurowidgets.report import DEFAULT_UNITS_PER_LAYER, histogram_root, png, report
+from neurowidgets.widgets.distributions import BINS, TOP
 from neurowidgets.widgets.layer_health import DEAD
 
 LAYERS = ["relu1", "relu2", "fc1", "relu3"]
@@ -92,7 +94,17 @@ def models(node, name=None):
 def source(page_json: dict, name: str) -> dict[str, list]:
     found = [m for m in models(page_json, "ColumnDataSource") if m["attributes"].get("name") == name]
     assert len(found) == 1, name
-    return dict(found[0]["attributes"]["data"]["entries"])
+    return {key: _plain(value) for key, value in found[0]["attributes"]["data"]["entries"]}
+
+
+def _plain(value):
+    """A serialized column as a list (bokeh sends numpy arrays as base64 ``ndarray`` objects, gzipped
+    when that is smaller)."""
+    if isinstance(value, dict) and value.get("type") == "ndarray":
+        raw = base64.b64decode(value["array"]["data"])
+        raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        return np.frombuffer(raw, dtype=value["dtype"]).reshape(value["shape"]).tolist()
+    return value
 
 
 def bokehjs_block(page: str) -> tuple[int, int]:
@@ -166,17 +178,16 @@ def test_the_plots_carry_the_scans_histograms_and_top_values(digits_scan, digits
     for layer, unit in [("relu1", 2), ("relu1", 5), ("relu3", 0), ("relu3", 18)]:
         stats = digits_scan[layer]
         counts, edges = stats.histogram(unit)
-        bars = source(page_json, histogram_root(layer, unit) + ":bars")
+        bars = source(page_json, f"{histogram_root(layer, unit)}:{BINS}")
         shown = counts > 0
         assert bars["count"] == counts[shown].tolist()
         assert bars["left"] == edges[:-1][shown].tolist()  # the digits CNN stays within ±2**20: no inf edge
         assert bars["right"] == edges[1:][shown].tolist()
         assert sum(bars["count"]) == stats.count[unit]
-        assert bars["x0"] == np.flatnonzero(shown).tolist()  # drawn evenly: bin i spans [i, i + 1)
-        marks = source(page_json, histogram_root(layer, unit) + ":top")
-        assert marks["value"] == [value for value, _, _ in stats.top_k(unit)]
-        for x, value in zip(marks["x"], marks["value"], strict=True):
-            assert edges[int(x)] <= value < edges[int(x) + 1]
+        assert bars["top"] == bars["count"]  # drawn on the value axis, as the live Distributions view draws it
+        marks = source(page_json, f"{histogram_root(layer, unit)}:{TOP}")
+        assert marks["x"] == pytest.approx([value for value, _, _ in stats.top_k(unit)])
+        assert marks["example"] == [index for _, index, _ in stats.top_k(unit)]
         section = unit_section(page, layer, unit)
         for name, value in [("firing density", stats.density), ("mean", stats.mean), ("max", stats.max)]:
             assert f"<td>{name}</td><td>{value[unit]:.4g}</td>" in section
@@ -189,14 +200,14 @@ def test_nan_and_inf_values_are_counted_and_the_outer_edges_clipped(tmp_path):
     data = torch.tensor([[-3e6, 1.0, nan], [5e6, 2.0, nan], [nan, inf, nan], [0.5, 4.0, nan]])
     scan = nw.scan(model, data, ["0"], k=2, progress=False, cache=False)
     page = report(scan, tmp_path / "r.html", {"0": [0, 1, 2]}).read_text()
-    bars = source(docs_json(page), histogram_root("0", 0) + ":bars")
+    bars = source(docs_json(page), f"{histogram_root('0', 0)}:{BINS}")
     assert bars["left"][0] == -3e6 and bars["right"][-1] == 5e6  # the ±inf outer bins end at min / max
     assert "<td>NaN values</td><td>1</td>" in unit_section(page, "0", 0)
     assert "<td>±inf values</td><td>1</td>" in unit_section(page, "0", 1)
     assert "NaN values" not in unit_section(page, "0", 1)
     assert "<td>NaN values</td><td>4</td>" in unit_section(page, "0", 2)  # no finite value at all
     assert "No example had a finite value" in unit_section(page, "0", 2)
-    assert source(docs_json(page), histogram_root("0", 2) + ":bars")["count"] == []
+    assert source(docs_json(page), f"{histogram_root('0', 2)}:{BINS}")["count"] == []
 
 
 def test_image_examples_are_inline_pngs_with_the_firing_cell_outlined(digits, digits_scan, digits_report):

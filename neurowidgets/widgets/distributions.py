@@ -16,6 +16,11 @@ from .companion import Companion
 from .layer_view import LayerView
 
 BINS, CURRENT, TOP = "nw-dist-bins", "nw-dist-current", "nw-dist-top"
+COLUMNS = {
+    BINS: ("left", "right", "top", "colour", "label", "unit", "count"),
+    CURRENT: ("x", "colour", "unit"),
+    TOP: ("x", "y", "colour", "unit", "example", "position", "rank"),
+}
 # The colours of the explorer's traces (js/activation_trace.ts SERIES_COLOURS), by place in the
 # selection: a unit has the same colour here as in the traces.
 SERIES_COLOURS = (
@@ -46,6 +51,102 @@ def finite_edges(edges: np.ndarray, low: float, high: float) -> np.ndarray:
         edges[0] = low if np.isinf(edges[0]) else edges[0]
         edges[-1] = high if np.isinf(edges[-1]) else edges[-1]
     return edges
+
+
+def histogram_sources(prefix: str = "") -> dict[str, ColumnDataSource]:
+    """The plot's empty sources by role (``BINS``, ``CURRENT``, ``TOP``), named ``prefix + role``."""
+    return {role: ColumnDataSource({c: [] for c in names}, name=prefix + role) for role, names in COLUMNS.items()}
+
+
+def histogram_columns(stats: Any, units: Sequence[int], k: int | None = None) -> tuple[dict, dict, list[str]]:
+    """The columns of the ``BINS`` and ``TOP`` sources for ``units`` of one layer's statistics ``stats`` (the
+    non-empty bins of each histogram, its infinite outer edges clipped; the first ``k`` top examples),
+    and notes on units that had no finite value."""
+    bins: dict[str, list] = {c: [] for c in COLUMNS[BINS]}
+    top: dict[str, list] = {c: [] for c in COLUMNS[TOP]}
+    notes = []
+    for i, unit in enumerate(units):
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        counts, edges = stats.histogram(unit)
+        edges = finite_edges(edges, float(stats.min[unit]), float(stats.max[unit]))
+        label = f"unit {unit} · fires {stats.density[unit]:.1%}" + _bad_values(stats, unit)
+        if not counts.size or not counts.any():
+            notes.append(f"unit {unit} has no finite values{_bad_values(stats, unit)}")
+        drawn = counts > 0  # empty bins draw nothing (and have no log)
+        for name, column in (
+            ("left", edges[:-1][drawn]), ("right", edges[1:][drawn]), ("top", counts[drawn]), ("count", counts[drawn]),
+        ):  # fmt: skip
+            bins[name].extend(column.tolist())
+        bins["colour"] += [colour] * int(drawn.sum())
+        bins["label"] += [label] * int(drawn.sum())
+        bins["unit"] += [unit] * int(drawn.sum())
+        for rank, (value, example, position) in enumerate(stats.top_k(unit)[:k], 1):
+            for name, entry in zip(top, (value, top_row(i), colour, unit, example, position, rank), strict=True):
+                top[name].append(entry)
+    return _columns(bins), _columns(top), notes
+
+
+def histogram_figure(sources: dict[str, ColumnDataSource], caption: str = CAPTION, width: int = 640, height: int = 340):
+    """The overlaid histograms over :func:`histogram_sources`: (figure, the renderer of the dashed
+    current-input lines). Used by :class:`Distributions` and by reports."""
+    fig = figure(
+        title=" ", width=width, height=height, y_axis_type="log", tools="", toolbar_location=None,
+        x_range=Range1d(0, 1), y_range=Range1d(y_start(1), 10), x_axis_label="activation",
+        y_axis_label="values in the scan (log)",
+    )  # fmt: skip
+    bars = fig.quad(
+        left="left", right="right", top="top", bottom=BAR_BOTTOM, source=sources[BINS],
+        fill_color="colour", fill_alpha=0.3, line_color="colour", line_width=1.5, legend_field="label",
+    )  # fmt: skip
+    # A segment across the whole plot: y0 and y1 follow the y range (see fit_ranges).
+    current = fig.segment(
+        x0="x", y0=y_start(1), x1="x", y1=10, source=sources[CURRENT], color="colour",
+        line_width=2.5, line_dash="dashed",
+    )  # fmt: skip
+    top = fig.scatter(
+        "x", "y", source=sources[TOP], marker="triangle", size=11, fill_color="colour",
+        line_color="black", line_width=0.5, nonselection_alpha=0.5, selection_line_width=2,
+    )  # fmt: skip
+    fig.add_tools(
+        HoverTool(
+            renderers=[bars],
+            tooltips=[
+                ("unit", "@unit"),
+                ("bin", "@left{0.000} … @right{0.000}"),
+                ("values", "@count"),
+            ],
+        ),
+        HoverTool(
+            renderers=[top],
+            tooltips=[
+                ("top example", "#@rank: example @example, unit @unit"),
+                ("value", "@x{0.000}"),
+            ],
+        ),
+        TapTool(renderers=[top]),
+    )
+    # The legend outside the plot: overlaid histograms leave no free corner.
+    legend = fig.legend[0]
+    fig.center.remove(legend)
+    legend.update(location="top_left", label_text_font_size="9pt")
+    fig.add_layout(legend, "right")
+    fig.add_layout(Title(text=caption, text_font_size="8pt", text_font_style="italic", text_color="#616161"), "below")
+    fig.yaxis.formatter = NumeralTickFormatter(format="0,0")  # 1, 10, 100 rather than 10⁰, 10¹, 10²
+    return fig, current
+
+
+def fit_ranges(apply: Any, fig: Any, current: Any, sources: dict[str, ColumnDataSource], units: int) -> None:
+    """Fit the axes to the drawn bars, top examples and current values, through ``apply(model, **props)``
+    (a widget's in-place ``update``, or setting the properties directly)."""
+    bins, top, now = (sources[role].data for role in (BINS, TOP, CURRENT))
+    low, high = y_start(units), max(np.asarray(bins["top"]).tolist(), default=1) * 4
+    apply(fig.y_range, start=low, end=high)
+    apply(current.glyph, y0=low, y1=high)
+    xs = [*np.asarray(bins["left"]).tolist(), *np.asarray(bins["right"]).tolist(), *np.asarray(top["x"]).tolist()]
+    xs += [v for v in np.asarray(now["x"]).tolist() if np.isfinite(v)]
+    left, right = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    pad = 0.04 * (right - left) or 0.5
+    apply(fig.x_range, start=left - pad, end=right + pad)
 
 
 class Distributions(Companion):
@@ -83,16 +184,9 @@ class Distributions(Companion):
         self.max_units = max_units
         self._quiet = False  # set while this widget changes its own selections
         self._ready = False  # drawn once at the end of __init__, not for each trait set before
-        self.sources = {
-            BINS: ColumnDataSource(
-                {"left": [], "right": [], "top": [], "colour": [], "label": [], "unit": [], "count": []}, name=BINS
-            ),
-            CURRENT: ColumnDataSource({"x": [], "colour": [], "unit": []}, name=CURRENT),
-            TOP: ColumnDataSource(
-                {"x": [], "y": [], "colour": [], "unit": [], "example": [], "position": [], "rank": []}, name=TOP
-            ),
-        }
-        super().__init__(self._figure(), selectable=(TOP,), **kwargs)
+        self.sources = histogram_sources()
+        figure, self._current = histogram_figure(self.sources)
+        super().__init__(figure, selectable=(TOP,), **kwargs)
         with self.hold_sync():
             if follow is not None:
                 self.follow(follow)  # the explorer's layer and units, unless given here: then set there too
@@ -102,54 +196,6 @@ class Distributions(Companion):
                 self.selected_units = units
         self._ready = True
         self._draw()
-
-    def _figure(self):
-        fig = figure(
-            title=" ", width=640, height=340, y_axis_type="log", tools="", toolbar_location=None,
-            x_range=Range1d(0, 1), y_range=Range1d(y_start(1), 10), x_axis_label="activation",
-            y_axis_label="values in the scan (log)",
-        )  # fmt: skip
-        bars = fig.quad(
-            left="left", right="right", top="top", bottom=BAR_BOTTOM, source=self.sources[BINS],
-            fill_color="colour", fill_alpha=0.3, line_color="colour", line_width=1.5, legend_field="label",
-        )  # fmt: skip
-        # A segment across the whole plot: y0 and y1 follow the y range (see _draw).
-        self._current = fig.segment(
-            x0="x", y0=y_start(1), x1="x", y1=10, source=self.sources[CURRENT], color="colour",
-            line_width=2.5, line_dash="dashed",
-        )  # fmt: skip
-        top = fig.scatter(
-            "x", "y", source=self.sources[TOP], marker="triangle", size=11, fill_color="colour",
-            line_color="black", line_width=0.5, nonselection_alpha=0.5, selection_line_width=2,
-        )  # fmt: skip
-        fig.add_tools(
-            HoverTool(
-                renderers=[bars],
-                tooltips=[
-                    ("unit", "@unit"),
-                    ("bin", "@left{0.000} … @right{0.000}"),
-                    ("values", "@count"),
-                ],
-            ),
-            HoverTool(
-                renderers=[top],
-                tooltips=[
-                    ("top example", "#@rank: example @example, unit @unit"),
-                    ("value", "@x{0.000}"),
-                ],
-            ),
-            TapTool(renderers=[top]),
-        )
-        # The legend outside the plot: overlaid histograms leave no free corner.
-        legend = fig.legend[0]
-        fig.center.remove(legend)
-        legend.update(location="top_left", label_text_font_size="9pt")
-        fig.add_layout(legend, "right")
-        fig.add_layout(
-            Title(text=CAPTION, text_font_size="8pt", text_font_style="italic", text_color="#616161"), "below"
-        )
-        fig.yaxis.formatter = NumeralTickFormatter(format="0,0")  # 1, 10, 100 rather than 10⁰, 10¹, 10²
-        return fig
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -162,42 +208,15 @@ class Distributions(Companion):
     def _draw(self) -> None:
         """Everything from the scan for the shown units, then the current input."""
         units = self._shown_units()
-        bins: dict[str, list] = {name: [] for name in self.sources[BINS].data}
-        top: dict[str, list] = {name: [] for name in self.sources[TOP].data}
-        notes = []
-        if units:
-            stats = self.scan[self.layer]
-            for i, unit in enumerate(units):
-                colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
-                counts, edges = stats.histogram(unit)
-                edges = finite_edges(edges, float(stats.min[unit]), float(stats.max[unit]))
-                label = f"unit {unit} · fires {stats.density[unit]:.1%}" + _bad_values(stats, unit)
-                if not counts.size:
-                    notes.append(f"unit {unit} has no finite values{_bad_values(stats, unit)}")
-                drawn = counts > 0  # empty bins draw nothing (and have no log)
-                for name, column in (
-                    ("left", edges[:-1][drawn]), ("right", edges[1:][drawn]), ("top", counts[drawn]),
-                    ("count", counts[drawn]),
-                ):  # fmt: skip
-                    bins[name].extend(column.tolist())
-                bins["colour"] += [colour] * int(drawn.sum())
-                bins["label"] += [label] * int(drawn.sum())
-                bins["unit"] += [unit] * int(drawn.sum())
-                for rank, (value, example, position) in enumerate(stats.top_k(unit), 1):
-                    marker = (value, top_row(i), colour, unit, example, position, rank)
-                    for name, entry in zip(top, marker, strict=True):
-                        top[name].append(entry)
-        low, high = y_start(len(units)), max(bins["top"], default=1) * 4
+        bins, top, notes = histogram_columns(self.scan[self.layer] if units else None, units)
         with self.hold_sync():
             self._quiet = True
             try:
                 self.select(TOP, [])  # the old indices would point at other markers
             finally:
                 self._quiet = False
-            self.update(self.sources[BINS], data=_columns(bins))
-            self.update(self.sources[TOP], data=_columns(top))
-            self.update(self.figure.y_range, start=low, end=high)
-            self.update(self._current.glyph, y0=low, y1=high)
+            self.update(self.sources[BINS], data=bins)
+            self.update(self.sources[TOP], data=top)
             self.update(self.figure.title, text=self._title(units, notes))
             self._draw_current()
 
@@ -233,14 +252,9 @@ class Distributions(Companion):
         units = self._shown_units()
         colours = [SERIES_COLOURS[units.index(u) % len(SERIES_COLOURS)] for u in current]
         data = {"x": np.array(list(current.values())), "colour": colours, "unit": np.array(list(current), dtype=int)}
-        finite = [v for v in current.values() if np.isfinite(v)]
-        bins, top = self.sources[BINS].data, self.sources[TOP].data
-        xs = [*bins["left"], *bins["right"], *top["x"], *finite]
-        low, high = (min(xs), max(xs)) if xs else (0.0, 1.0)
-        pad = 0.04 * (high - low) or 0.5
         with self.hold_sync():
             self.update(self.sources[CURRENT], data=data)
-            self.update(self.figure.x_range, start=low - pad, end=high + pad)
+            fit_ranges(self.update, self.figure, self._current, self.sources, len(units))
 
     def _input_changed(self) -> None:
         self._draw_current()

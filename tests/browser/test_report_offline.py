@@ -14,6 +14,7 @@ from conftest import PAGE_TIMEOUT, artifact_path
 import neurowidgets as nw
 from neurowidgets.core.images import ImageAdapter
 from neurowidgets.report import histogram_root, report
+from neurowidgets.widgets.distributions import BINS
 
 HOSTILE = "<script>alert(1)</script>"
 DIGIT_UNITS = {"relu1": [2], "relu2": [9], "relu3": [18]}
@@ -109,7 +110,7 @@ def test_the_digits_report_draws_offline(offline, digits, digits_report):
     assert all(ink["ink"] > 2000 and ink["colours"] > 8 for ink in inks), inks
     for layer, units in DIGIT_UNITS.items():
         counts, _ = scan[layer].histogram(units[0])
-        drawn = source(body, histogram_root(layer, units[0]) + ":bars")["data"]
+        drawn = source(body, f"{histogram_root(layer, units[0])}:{BINS}")["data"]
         assert drawn["count"] == counts[counts > 0].tolist()  # what BokehJS holds is the scan's histogram
 
     images = tab.page.locator(".example img")
