@@ -1,0 +1,385 @@
+"""Interventions: ablate, clamp, scale or steer the selected units and see the model's output change."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
+from bokeh.plotting import figure
+from bokeh.transform import dodge
+
+from ..core import Probe
+from ..core.edits import Edit, ablate, clamp, scale, steer
+from ..core.outputs import (
+    KINDS,
+    Comparison,
+    accuracy,
+    compare,
+    cosine_similarity,
+    logits_of,
+    output_kind,
+    readout,
+    top1_changed,
+)
+from .base import bundle, handles
+from .companion import Companion
+from .layer_view import LayerView
+
+MODES = ("ablate", "clamp", "scale", "steer")
+BARS = "nw-interventions-bars"
+SAMPLE_BATCH = 64  # examples per forward pass of the sample
+BEFORE, AFTER = "#b5b5b5", "#1f77b4"
+NOTED = 0.005  # the smallest probability written next to its bar
+AXIS = {"classes": "probability", "tokens": "log-probability at the predicted token", "vector": "output value"}
+
+
+def unit_direction(units: Sequence[int], width: int) -> torch.Tensor | None:
+    """The normalised sum of the basis vectors of ``units``: steering along it raises them all alike."""
+    if not units:
+        return None
+    vector = torch.zeros(width)
+    vector[list(units)] = 1.0 / np.sqrt(len(units))
+    return vector
+
+
+class Interventions(Companion):
+    """Edit the selected units of the followed explorer's layer and compare the model's output on the
+    current input before and after.
+
+    - ``mode``: ``"ablate"`` (set to 0), ``"clamp"`` (hold at ``strength``), ``"scale"`` (multiply by
+      ``strength``) or ``"steer"`` (add ``strength`` × a direction: the selected units' normalised basis
+      vectors, or the vector given to :meth:`steer_with`).
+    - The output is read as class probabilities (a (batch, classes) output), as log-probabilities of the
+      next or masked token (a language model's logits, with a text explorer's tokenizer), or as a vector
+      whose most changed components are shown (anything else); ``output=`` overrides the choice.
+    - With the explorer's data (``explore(..., data=...)``): the effect over ``sample`` examples of it,
+      evenly spaced: the accuracy before and after when ``labels`` (one per example of the data) are
+      given, else how many examples' top prediction changes (mean cosine similarity for vectors).
+
+    Synced: ``mode``, ``strength``, ``ranges`` (per mode ``[min, max, step, default]`` for the slider;
+    clamp values follow the layer's activations on the current input), ``kind``, ``summary``,
+    ``sample_effect``, ``direction``. The front-end sends ``edit`` requests (latest wins while dragging).
+    """
+
+    _esm = bundle("interventions")
+
+    mode = traitlets.Enum(MODES, "ablate").tag(sync=True)
+    strength = traitlets.Float(0.0).tag(sync=True)
+    ranges = traitlets.Dict(read_only=True).tag(sync=True)
+    kind = traitlets.Unicode("", read_only=True).tag(sync=True)
+    summary = traitlets.Unicode("", read_only=True).tag(sync=True)
+    sample_effect = traitlets.Unicode("", read_only=True).tag(sync=True)
+    direction = traitlets.Unicode("the selected units", read_only=True).tag(sync=True)
+
+    def __init__(
+        self,
+        view: LayerView,
+        labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+        sample: int = 256,
+        class_names: Sequence[str] | None = None,
+        output: str | None = None,
+        k: int = 8,
+        **kwargs: Any,
+    ):
+        if not isinstance(view, LayerView):
+            raise TypeError(f"Interventions follows an explorer (nw.explore), got {type(view).__name__}")
+        if output is not None and output not in KINDS:
+            raise ValueError(f"output must be one of {KINDS} (or None to choose from the output), got {output!r}")
+        if int(sample) < 1:
+            raise ValueError(f"sample must be at least 1, got {sample}")
+        self._labels = None if labels is None else np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
+        self._sample = int(sample)
+        self._class_names = None if class_names is None else [str(n) for n in class_names]
+        self._output = output
+        self._k = int(k)
+        self._vector: torch.Tensor | None = None
+        self._vector_layer = ""
+        self._before_all: np.ndarray | None = None
+        self._after_all: np.ndarray | None = None
+        self._sample_before: np.ndarray | None = None
+        self._sample_of: Any = None  # the explorer's Examples that _sample_before was computed on
+        self._quiet = False
+        self.comparison: Comparison | None = None
+        self.effect: dict[str, Any] = {}
+        if self._labels is not None:
+            examples = getattr(view, "examples", None)
+            if examples is None:
+                raise ValueError("labels need the explorer's data: nw.explore(model, inputs, data=...)")
+            if len(self._labels) != len(examples):
+                raise ValueError(f"{len(self._labels)} labels for {len(examples)} examples of the explorer's data")
+        try:
+            super().__init__(follow=view, **kwargs)
+            if self._labels is not None and self.kind != "classes":
+                raise ValueError(f"labels are for classifiers; this model's output reads as {self.kind!r}")
+        except Exception:
+            self.unfollow()  # a panel that failed must not stay linked to the explorer
+            self.close()
+            raise
+
+    # -- public --------------------------------------------------------------------------------
+
+    @property
+    def probe(self) -> Probe:
+        return self.view.probe
+
+    @property
+    def edit(self) -> Edit | None:
+        """The edit now applied to the layer (None when there is nothing to edit: no unit selected)."""
+        return self._edit_for(self.mode, self.strength, self._vector)
+
+    def _edit_for(self, mode: str, strength: float, vector: torch.Tensor | None) -> Edit | None:
+        units = list(self.selected_units)
+        if mode == "steer":
+            vector = vector if vector is not None else unit_direction(units, self.view.num_units)
+            return None if vector is None else steer(vector, strength)
+        if not units:
+            return None
+        if mode == "ablate":
+            return ablate(units)
+        return (clamp if mode == "clamp" else scale)(units, strength)
+
+    @property
+    def before(self) -> np.ndarray:
+        """The readout of the current example without the edit (probabilities, log-probabilities or values)."""
+        return self._before_all[self.view.example]
+
+    @property
+    def after(self) -> np.ndarray:
+        """The readout of the current example with the edit."""
+        return self._after_all[self.view.example]
+
+    @property
+    def sample_indices(self) -> np.ndarray:
+        """The examples of the explorer's data the sample effect is computed on (global indices)."""
+        examples = self.view.examples
+        count = min(self._sample, len(examples))
+        local = np.unique(np.linspace(0, len(examples) - 1, count).round().astype(np.int64))
+        return local + examples.start_index
+
+    def steer_with(
+        self, vector: Sequence[float] | np.ndarray | torch.Tensor | None, alpha: float | None = None
+    ) -> None:
+        """Steer along ``vector`` (one value per unit of the layer), by ``alpha`` when given; ``None`` goes
+        back to the selected units' directions. A vector of the wrong length raises and changes nothing."""
+        if vector is not None:
+            vector = torch.as_tensor(np.asarray(vector, dtype=np.float32)).flatten()
+            width = self.view.num_units
+            if vector.numel() != width:
+                raise ValueError(
+                    f"the steering vector has {vector.numel()} values but layer {self.view.layer!r} has {width} "
+                    f"units: give one value per unit"
+                )
+            steer(vector)  # rejects NaN and infinite values
+        self._apply("steer", self.strength if alpha is None else float(alpha), vector)
+
+    # -- following the explorer ----------------------------------------------------------------
+
+    def _input_changed(self) -> None:
+        view = self.view
+        if self._vector is not None and self._vector_layer != view.layer:
+            self._set_vector(None)  # it was one value per unit of another layer
+        output = self.probe.run(view.inputs, []).output
+        kind = self._output or output_kind(logits_of(output), self._vocab_size())
+        before = self._readout(output, kind, view.inputs)
+        names = self._class_names or getattr(view, "class_names", None)
+        if kind == "classes" and names and len(names) != before.shape[1]:
+            raise ValueError(f"{len(names)} class names for the model's {before.shape[1]} classes")
+        self._before_all = before
+        if kind != self.kind:
+            self._sample_before = None
+            self.set_trait("kind", kind)
+            self.show(self._figure(kind))
+        self._set_ranges()
+        self._apply(self.mode, self.strength, self._vector)  # errors go to the caller (Companion reports them)
+
+    def _vocab_size(self) -> int | None:
+        tokenizer = self._tokenizer()
+        return None if tokenizer is None else int(tokenizer.vocab_size)
+
+    def _tokenizer(self) -> Any:
+        return getattr(getattr(self.view, "adapter", None), "tokenizer", None)
+
+    def _readout(self, output: Any, kind: str, inputs: Any) -> np.ndarray:
+        tokenizer = self._tokenizer()
+        return readout(output, kind, inputs, getattr(tokenizer, "mask_token_id", None))
+
+    def _name(self, index: int) -> str:
+        if self.kind == "tokens":
+            return self._tokenizer().convert_ids_to_tokens(index)
+        if self.kind == "classes":
+            names = self._class_names or getattr(self.view, "class_names", None)
+            return str(names[index]) if names else str(index)
+        return f"[{index}]"
+
+    def _set_ranges(self) -> None:
+        values = np.asarray(self.view.values[self.view.example], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        low = min(0.0, float(finite.min())) if finite.size else 0.0
+        high = max(float(finite.max()), low + 1.0) if finite.size else 1.0
+        span = high - low
+        reach = float(np.ceil(max(10.0, 2 * max(abs(low), abs(high)))))
+        self.set_trait(
+            "ranges",
+            {
+                "ablate": [0.0, 0.0, 0.0, 0.0],
+                # Clamping to a few times a unit's largest value is a usual probe: the range goes there.
+                "clamp": [low - 0.5 * span, high + 2 * span, span / 200, high],
+                "scale": [-2.0, 4.0, 0.05, 2.0],
+                "steer": [-reach, reach, reach / 100, reach / 2],
+            },
+        )
+
+    def _set_vector(self, vector: torch.Tensor | None) -> None:
+        self._vector, self._vector_layer = vector, self.view.layer
+        text = "the selected units" if vector is None else f"a custom vector ({vector.numel()} values)"
+        self.set_trait("direction", text)
+
+    # -- edits ---------------------------------------------------------------------------------
+
+    @traitlets.observe("mode", "strength", "selected_units")
+    def _edit_changed(self, change: dict) -> None:
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.view is None or self._before_all is None or self._quiet:
+            return
+        with self.reporting_errors("applying the edit"):
+            self._apply(self.mode, self.strength, self._vector)
+
+    @handles("edit")
+    def _on_edit(self, mode: str, strength: float) -> None:
+        """A slider move or mode choice: one computation, then both traits at once."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self._apply(mode, float(strength), self._vector)
+
+    def _run_edited(self, inputs: Any, edit: Edit) -> Any:
+        with self.probe.edit({self.view.layer: edit}):
+            return self.probe.run(inputs, []).output
+
+    def _apply(self, mode: str, strength: float, vector: torch.Tensor | None) -> None:
+        """Compute everything for this edit first, then publish it: an error (in the model, say) leaves
+        the panel as it was."""
+        view = self.view
+        edit = self._edit_for(mode, strength, vector)
+        after = self._before_all
+        if edit is not None:
+            after = self._readout(self._run_edited(view.inputs, edit), self.kind, view.inputs)
+        effect, effect_text = self._sample_effect(edit)
+        comparison = compare(self.kind, self._before_all[view.example], after[view.example], self._name, self._k)
+        summary = comparison.summary if edit is not None else "select units to edit (nothing is edited)"
+        self._after_all, self.comparison, self.effect = after, comparison, effect
+        self._quiet = True
+        try:
+            with self.hold_sync():
+                self.mode, self.strength = mode, strength
+                if vector is not self._vector:
+                    self._set_vector(vector)
+                self.set_trait("summary", summary)
+                self.set_trait("sample_effect", effect_text)
+                self._draw(comparison, summary)
+        finally:
+            self._quiet = False
+
+    # -- the sample ----------------------------------------------------------------------------
+
+    def _sample_readouts(self, edit: Edit | None) -> np.ndarray:
+        examples, rows = self.view.examples, []
+        indices = self.sample_indices
+        for start in range(0, len(indices), SAMPLE_BATCH):
+            inputs = examples.batch(indices[start : start + SAMPLE_BATCH].tolist())
+            output = self.probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit)
+            rows.append(self._readout(output, self.kind, inputs))
+        return np.concatenate(rows)
+
+    def _sample_effect(self, edit: Edit | None) -> tuple[dict[str, Any], str]:
+        examples = getattr(self.view, "examples", None)
+        if examples is None:
+            return {}, ""
+        if self._sample_before is None or self._sample_of is not examples:  # once per data set
+            self._sample_before, self._sample_of = self._sample_readouts(None), examples
+        before = self._sample_before
+        after = before if edit is None else self._sample_readouts(edit)
+        count = len(before)
+        if self.kind == "vector":
+            similarity = float(np.mean([cosine_similarity(b, a) for b, a in zip(before, after, strict=True)]))
+            text = f"over {count} examples of the data: mean cosine similarity of the output {similarity:.3f}"
+            return {"examples": count, "cosine_similarity": similarity}, text
+        changed = int(top1_changed(before, after).sum())
+        effect: dict[str, Any] = {"examples": count, "changed": changed}
+        # For a language model: the one prediction the panel shows, at the [MASK] or the last token.
+        what = "top class" if self.kind == "classes" else "top predicted token"
+        parts = [f"{what} changed on {changed} ({changed / count:.0%})"]
+        if self._labels is not None and self.kind == "classes":
+            labels = self._labels[self.sample_indices - self.view.examples.start_index]
+            effect.update(accuracy_before=accuracy(before, labels), accuracy_after=accuracy(after, labels))
+            parts.insert(0, f"accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%}")
+        text = f"over {count} examples of the data: {'; '.join(parts)}"
+        return effect, text
+
+    # -- the plot ------------------------------------------------------------------------------
+
+    def _figure(self, kind: str):
+        self.source = ColumnDataSource(
+            {"label": [], "before": [], "after": [], "change": [], "note": [], "note_x": []}, name=BARS
+        )
+        rows = 10 if kind == "classes" else 2 * self._k
+        fig = figure(
+            y_range=FactorRange(), x_range=Range1d(0, 1), height=110 + 30 * rows, width=460, tools="",
+            toolbar_location=None, x_axis_label=AXIS[kind], title="",
+        )  # fmt: skip
+        if kind == "classes":  # probabilities: bars from 0, side by side
+            for column, offset, colour in (("before", 0.18, BEFORE), ("after", -0.18, AFTER)):
+                fig.hbar(
+                    y=dodge("label", offset, range=fig.y_range), left=0, right=column, height=0.34,
+                    source=self.source, color=colour, legend_label=column,
+                )  # fmt: skip
+        else:  # log-probabilities and values have no natural 0: a dot before, a dot after, joined
+            fig.segment("before", "label", "after", "label", source=self.source, color=AFTER, line_width=2)
+            for column, colour in (("before", BEFORE), ("after", AFTER)):
+                fig.scatter(column, "label", source=self.source, size=10, color=colour, legend_label=column)
+        fig.text(
+            x="note_x", y="label", text="note", source=self.source, x_offset=6, text_baseline="middle",
+            text_font_size="11px", text_color="#333333",
+        )  # fmt: skip
+        fig.add_tools(HoverTool(tooltips=[("", "@label"), ("before", "@before{0.000}"), ("after", "@after{0.000}")]))
+        if kind == "classes":
+            fig.xaxis.ticker = [0, 0.25, 0.5, 0.75, 1]  # the range runs on to 1.35 for the notes
+        fig.legend.orientation = "horizontal"
+        fig.legend.border_line_alpha = 0
+        fig.legend.padding = 2
+        fig.legend.location = "top_left"
+        fig.add_layout(fig.legend[0], "above")
+        fig.ygrid.grid_line_color = None
+        fig.title.text_font_size = "13px"
+        self.plot = fig
+        return fig
+
+    def _draw(self, comparison: Comparison, title: str) -> None:
+        before, after = comparison.before, comparison.after
+        if self.kind == "classes":
+            start, end = 0.0, 1.35
+            # Only the classes worth reading: ten "0.00 → 0.00" would hide the ones that moved.
+            notes = [f"{b:.2f} → {a:.2f}" if max(b, a) >= NOTED else "" for b, a in zip(before, after, strict=True)]
+        else:
+            low = min(float(before.min()), float(after.min()))
+            high = max(float(before.max()), float(after.max()))
+            span = (high - low) or 1.0
+            start, end = low - 0.08 * span, high + 0.45 * span
+            notes = [f"Δ {c:+.3g}" for c in comparison.change]
+        data = {
+            "label": list(comparison.labels),
+            "before": before.astype(np.float32),
+            "after": after.astype(np.float32),
+            "change": comparison.change.astype(np.float32),
+            "note": notes,
+            "note_x": np.maximum(before, after).astype(np.float32),
+        }
+        self.update(self.plot.y_range, factors=list(reversed(comparison.labels)))  # first entry on top
+        self.update(self.plot.x_range, start=start, end=end)
+        self.update(self.source, data=data)
+        self.update(self.plot.title, text=title)

@@ -1,0 +1,344 @@
+"""Interventions: the panel's "after" is the model run under the same probe.edit by hand, for every
+mode, on the digits classifier and on tiny language models; the sample effect is a hand computation;
+front-end edit requests are replayed; bad input changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from frontend import FakeFrontend
+
+import neurowidgets as nw
+from neurowidgets.widgets.interventions import Interventions
+from neurowidgets.widgets.wire import decode
+
+CASES = [("ablate", 0.0), ("clamp", 3.5), ("scale", -1.5), ("steer", 6.0)]
+UNITS = [39, 20, 46, 2]  # the most active relu3 units on test image 0
+
+
+def hand_edit(mode: str, strength: float, units: list[int], width: int):
+    if mode == "ablate":
+        return nw.ablate(units)
+    if mode == "clamp":
+        return nw.clamp(units, strength)
+    if mode == "scale":
+        return nw.scale(units, strength)
+    vector = torch.zeros(width)
+    vector[units] = 1 / np.sqrt(len(units))
+    return nw.steer(vector, strength)
+
+
+def hand_probabilities(probe, inputs, layer, edit) -> np.ndarray:
+    with probe.edit({layer: edit}):
+        logits = probe.run(inputs).output
+    return torch.softmax(logits, dim=1).numpy()
+
+
+@pytest.fixture
+def explorer(digits):
+    return nw.explore(digits.model, digits.test_images[:4], layer="relu3", data=digits.test_images)
+
+
+@pytest.fixture
+def panel(explorer, digits):
+    explorer.selected_units = UNITS
+    return Interventions(explorer, labels=digits.test_labels)
+
+
+def request(frontend: FakeFrontend, mode: str, strength: float, request_id: int = 1) -> dict:
+    frontend.custom({"type": "request", "id": request_id, "kind": "edit", "args": {"mode": mode, "strength": strength}})
+    replies = [m["content"] for m, _ in frontend.sent if m.get("method") == "custom"]
+    assert replies[-1]["type"] == "response" and replies[-1]["id"] == request_id
+    return replies[-1]
+
+
+@pytest.mark.parametrize(("mode", "strength"), CASES)
+def test_after_equals_the_model_under_probe_edit_by_hand(panel, explorer, mode, strength):
+    frontend = FakeFrontend(panel)
+    assert request(frontend, mode, strength)["ok"], panel.error
+    assert (panel.mode, panel.strength) == (mode, strength)
+    probe, inputs = explorer.probe, explorer.inputs
+    expected = hand_probabilities(probe, inputs, "relu3", hand_edit(mode, strength, UNITS, 64))
+    np.testing.assert_allclose(panel.after, expected[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(panel.before, torch.softmax(probe.run(inputs).output, 1)[0].numpy(), rtol=1e-5)
+    # The figure's source, here and as sent to the page, holds the same "after" for classes 0…9.
+    np.testing.assert_allclose(panel.source.data["after"], expected[0], rtol=1e-5, atol=1e-7)
+    sent = frontend.last("patches")[panel.source.id]["data"]
+    np.testing.assert_allclose(decode(sent["after"]), expected[0], rtol=1e-5, atol=1e-7)
+    assert sent["label"] == [str(c) for c in range(10)]
+    assert panel.plot.title.text == panel.summary == panel.comparison.summary
+    assert probe._edits == {}  # the edit applies only inside the panel's runs
+
+
+def test_summary_names_the_top_class_and_its_change(panel):
+    panel.mode, panel.strength = "scale", -1.0
+    before, after = panel.before, panel.after
+    top, now = int(before.argmax()), int(after.argmax())
+    assert top == 0 and now != 0  # scaling the top units by -1 flips image 0
+    assert panel.summary == f"p(0): {before[0]:.2f} → {after[0]:.2f}; now {now} ({after[now]:.2f})"
+
+
+def test_another_example_and_layer_of_the_explorer(panel, explorer):
+    panel.mode, panel.strength = "clamp", 8.0
+    explorer.example = 2
+    expected = hand_probabilities(explorer.probe, explorer.inputs, "relu3", nw.clamp(UNITS, 8.0))
+    np.testing.assert_allclose(panel.after, expected[2], rtol=1e-5, atol=1e-7)
+    explorer.layer = "relu2"  # 16 channels, units at every position; the selection is kept where it fits
+    assert panel.layer == "relu2" and panel.selected_units == [2]
+    expected = hand_probabilities(explorer.probe, explorer.inputs, "relu2", nw.clamp([2], 8.0))
+    np.testing.assert_allclose(panel.after, expected[2], rtol=1e-5, atol=1e-7)
+    values = explorer.values[2]
+    low, high, _, default = panel.ranges["clamp"]
+    assert default == pytest.approx(values.max()) and low < 0 < values.max() < high
+
+
+def test_sample_effect_equals_a_hand_computation(panel, explorer, digits):
+    panel.mode, panel.strength = "scale", -1.0
+    indices = panel.sample_indices
+    assert len(indices) == 256 and indices[0] == 0 and indices[-1] == len(digits.test_images) - 1
+    images, labels = digits.test_images[indices], digits.test_labels[indices].numpy()
+    before = torch.softmax(explorer.probe.run(images).output, 1).numpy()
+    after = hand_probabilities(explorer.probe, images, "relu3", nw.scale(UNITS, -1.0))
+    changed = int((before.argmax(1) != after.argmax(1)).sum())
+    assert panel.effect == {
+        "examples": 256,
+        "changed": changed,
+        "accuracy_before": pytest.approx(float((before.argmax(1) == labels).mean())),
+        "accuracy_after": pytest.approx(float((after.argmax(1) == labels).mean())),
+    }
+    assert changed > 20
+    acc = panel.effect
+    assert panel.sample_effect == (
+        f"over 256 examples of the data: accuracy {acc['accuracy_before']:.1%} → {acc['accuracy_after']:.1%}; "
+        f"top class changed on {changed} ({changed / 256:.0%})"
+    )
+    unlabelled = Interventions(explorer, sample=10)
+    assert len(unlabelled.sample_indices) == 10
+    assert unlabelled.sample_effect.startswith("over 10 examples of the data: top class changed on ")
+    assert "accuracy" not in unlabelled.effect
+
+
+def test_no_data_no_sample_line_and_no_units_no_edit(digits):
+    explorer = nw.explore(digits.model, digits.test_images[:2], layer="relu3")
+    explorer.selected_units = []
+    panel = Interventions(explorer, mode="clamp", strength=5.0)
+    assert panel.edit is None and panel.sample_effect == "" and panel.effect == {}
+    np.testing.assert_array_equal(panel.after, panel.before)
+    assert panel.summary == "select units to edit (nothing is edited)"
+    with pytest.raises(ValueError, match="labels need the explorer's data"):
+        Interventions(explorer, labels=digits.test_labels)
+
+
+def test_custom_steering_vector(panel, explorer):
+    vector = torch.linspace(-1, 1, 64)
+    panel.steer_with(vector, alpha=3.0)
+    assert (panel.mode, panel.strength, panel.direction) == ("steer", 3.0, "a custom vector (64 values)")
+    expected = hand_probabilities(explorer.probe, explorer.inputs, "relu3", nw.steer(vector, 3.0))
+    np.testing.assert_allclose(panel.after, expected[0], rtol=1e-5, atol=1e-7)
+    panel.steer_with(None)
+    assert panel.direction == "the selected units"
+    expected = hand_probabilities(explorer.probe, explorer.inputs, "relu3", hand_edit("steer", 3.0, UNITS, 64))
+    np.testing.assert_allclose(panel.after, expected[0], rtol=1e-5, atol=1e-7)
+    panel.steer_with(vector)
+    explorer.layer = "relu2"  # the vector was one value per unit of relu3
+    assert panel.direction == "the selected units" and panel.error == ""
+
+
+def test_steering_vector_of_the_wrong_length_changes_nothing(panel):
+    panel.mode, panel.strength = "clamp", 2.0
+    state = (panel.mode, panel.strength, panel.direction, panel.summary, panel.edit, panel.after.copy())
+    with pytest.raises(ValueError, match="the steering vector has 5 values but layer 'relu3' has 64 units"):
+        panel.steer_with(np.ones(5), alpha=4.0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        panel.steer_with(np.full(64, np.nan))
+    assert (panel.mode, panel.strength, panel.direction, panel.summary, panel.edit) == state[:5]
+    np.testing.assert_array_equal(panel.after, state[5])
+    assert panel.error == ""
+
+
+def test_replayed_slider_moves_and_a_bad_mode(panel, explorer):
+    frontend = FakeFrontend(panel)
+    for i, strength in enumerate([0.5, 1.0, -0.75]):  # what a drag sends, each answered in turn
+        assert request(frontend, "scale", strength, request_id=10 + i)["ok"]
+    assert panel.strength == -0.75 and frontend.last("strength") == -0.75
+    expected = hand_probabilities(explorer.probe, explorer.inputs, "relu3", nw.scale(UNITS, -0.75))
+    np.testing.assert_allclose(panel.after, expected[0], rtol=1e-5, atol=1e-7)
+    after = panel.after.copy()
+    reply = request(frontend, "invert", 1.0, request_id=20)
+    assert not reply["ok"] and "invert" in reply["error"] and "ablate" in reply["error"]
+    assert (panel.mode, panel.strength) == ("scale", -0.75)
+    np.testing.assert_array_equal(panel.after, after)
+
+
+def test_a_model_error_is_shown_and_leaves_the_model_unedited():
+    class Refuses(torch.nn.Module):
+        def forward(self, x):
+            if x.abs().max() > 100:
+                raise RuntimeError("activation too large")
+            return x
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), Refuses())
+    explorer = nw.explore(model, torch.randn(2, 4, generator=torch.Generator().manual_seed(0)), layer="1")
+    explorer.selected_units = [0]
+    panel = Interventions(explorer, mode="clamp", strength=1.0)
+    good = panel.after.copy()
+    frontend = FakeFrontend(panel)
+    reply = request(frontend, "clamp", 1e6)
+    assert not reply["ok"] and "activation too large" in panel.error
+    np.testing.assert_array_equal(panel.after, good)
+    assert explorer.probe._edits == {}
+    np.testing.assert_array_equal(
+        torch.softmax(model(explorer.inputs), 1)[0].detach().numpy(), panel.before
+    )  # the model runs unedited
+    with pytest.raises(nw.ModelCallError, match="activation too large"):  # raised to the caller, nothing set
+        panel.steer_with(np.full(6, 1e6), alpha=1.0)
+    assert (panel.mode, panel.strength, panel.direction) == ("clamp", 1.0, "the selected units")
+    np.testing.assert_array_equal(panel.after, good)
+    panel.strength = 1e6  # set from Python: reported in the widget
+    assert "applying the edit" in panel.error and "activation too large" in panel.error
+    explorer.example = 1  # the explorer moves on: still reported, not hidden by the follow-up
+    assert "following the current input" in panel.error and "activation too large" in panel.error
+    assert request(frontend, "clamp", 2.0, request_id=2)["ok"] and panel.error == ""
+    expected = torch.softmax(
+        model[3](model[2](torch.relu(model[0](explorer.inputs)).index_fill(1, torch.tensor([0]), 2.0))), 1
+    )
+    np.testing.assert_allclose(panel.after, expected[1].detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_output_override_and_bad_arguments(explorer):
+    panel = Interventions(explorer, output="vector", sample=8)
+    assert panel.kind == "vector" and panel.comparison.labels[0].startswith("[")
+    assert panel.effect["cosine_similarity"] <= 1.0 + 1e-6
+    named = Interventions(explorer, class_names=[f"digit {i}" for i in range(10)])
+    assert named.comparison.labels[3] == "digit 3" and named.summary.startswith("p(digit 0): ")
+    with pytest.raises(ValueError, match="3 class names for the model's 10 classes"):
+        Interventions(explorer, class_names=["a", "b", "c"])
+    followers = len(explorer._trait_notifiers["selected_units"]["change"])
+    with pytest.raises(ValueError, match="class names"):
+        Interventions(explorer, class_names=["a"])
+    assert len(explorer._trait_notifiers["selected_units"]["change"]) == followers  # the failed one unlinked
+    with pytest.raises(ValueError, match="output must be one of"):
+        Interventions(explorer, output="pixels")
+    with pytest.raises(ValueError, match="sample must be at least 1"):
+        Interventions(explorer, sample=0)
+    with pytest.raises(ValueError, match="3 labels for 449 examples"):
+        Interventions(explorer, labels=[0, 1, 2])
+    with pytest.raises(TypeError, match="follows an explorer"):
+        Interventions("relu3")
+
+
+# -- language models -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm):
+    return minilm[1]
+
+
+# Two texts of one token length: rows of different lengths fail in the explorer (ActivationTrace position labels).
+TEXTS = ["the cat sat on the [MASK] .", "a dog ran in the park ."]
+DATA = ["the [MASK] is red", "python is a language", "it rains [MASK] today", "hello world"] * 3
+
+
+def tiny_bert(tokenizer, masked: bool = True):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    return (transformers.BertForMaskedLM if masked else transformers.BertModel)(config).eval()
+
+
+def tiny_gpt2(tokenizer):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64,
+        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def masked_lm(tokenizer):
+    return tiny_bert(tokenizer)
+
+
+def hand_log_probs(probe, inputs, layer, edit, position: int, row: int = 0) -> np.ndarray:
+    with probe.edit({layer: edit}):
+        logits = probe.run(inputs).output.logits
+    return torch.log_softmax(logits[row, position], dim=-1).numpy()
+
+
+@pytest.mark.parametrize(("mode", "strength"), CASES)
+def test_masked_lm_after_is_the_log_prob_at_the_mask_by_hand(tokenizer, masked_lm, mode, strength):
+    layer = "bert.encoder.layer.1.intermediate"
+    explorer = nw.explore(masked_lm, TEXTS, tokenizer=tokenizer, layer=layer, data=DATA, k=2)
+    explorer.selected_units = [1, 5, 9]
+    panel = Interventions(explorer, sample=6)
+    assert panel.kind == "tokens"
+    frontend = FakeFrontend(panel)
+    assert request(frontend, mode, strength)["ok"], panel.error
+    ids = explorer.inputs["input_ids"][0].tolist()
+    position = ids.index(tokenizer.mask_token_id)
+    edit = hand_edit(mode, strength, [1, 5, 9], 64)
+    expected = hand_log_probs(explorer.probe, explorer.inputs, layer, edit, position)
+    np.testing.assert_allclose(panel.after, expected, rtol=1e-5, atol=1e-5)
+    before = hand_log_probs(explorer.probe, explorer.inputs, layer, nw.scale([0], 1.0), position)
+    top = set(np.argsort(-before)[:8].tolist()) | set(np.argsort(-expected)[:8].tolist())
+    assert set(panel.comparison.index.tolist()) == top
+    assert set(panel.comparison.labels) == set(tokenizer.convert_ids_to_tokens(sorted(top)))
+    sent = frontend.last("patches")[panel.source.id]["data"]
+    assert sent["label"] == panel.comparison.labels
+    np.testing.assert_allclose(decode(sent["change"]), panel.comparison.change, rtol=1e-5, atol=1e-5)
+    assert frontend.last("patches")[panel.plot.y_range.id]["factors"] == panel.comparison.labels[::-1]
+    # The sample: the top token at each text's [MASK] (else its last token), with and without the edit.
+    inputs = explorer.examples.batch(panel.sample_indices.tolist())
+    positions = [
+        row.index(tokenizer.mask_token_id) if tokenizer.mask_token_id in row else int(n) - 1
+        for row, n in zip(inputs["input_ids"].tolist(), inputs["attention_mask"].sum(1), strict=True)
+    ]
+    rows = range(len(positions))
+    with explorer.probe.edit({layer: edit}):
+        edited = explorer.probe.run(inputs).output.logits[rows, positions].argmax(-1)
+    plain = explorer.probe.run(inputs).output.logits[rows, positions].argmax(-1)
+    assert panel.effect == {"examples": 6, "changed": int((edited != plain).sum())}
+    assert "top predicted token changed on" in panel.sample_effect
+
+
+def test_causal_lm_reads_the_last_valid_token(tokenizer):
+    layer = "transformer.h.0.mlp.act"
+    texts = ["one two three four", "five six"]  # the second row is padded
+    explorer = nw.explore(tiny_gpt2(tokenizer), texts[:1], tokenizer=tokenizer, layer=layer)
+    explorer.selected_units = [3]
+    panel = Interventions(explorer, mode="scale", strength=-3.0)
+    last = int(explorer.inputs["attention_mask"][0].sum()) - 1
+    expected = hand_log_probs(explorer.probe, explorer.inputs, layer, nw.scale([3], -3.0), last)
+    np.testing.assert_allclose(panel.after, expected, rtol=1e-5, atol=1e-5)
+    assert panel.summary.startswith("top token '")
+
+
+def test_an_encoder_output_is_compared_as_a_vector(tokenizer):
+    layer = "encoder.layer.0.intermediate"
+    explorer = nw.explore(tiny_bert(tokenizer, masked=False), TEXTS, tokenizer=tokenizer, layer=layer, data=DATA, k=2)
+    explorer.selected_units = [0, 1]
+    panel = Interventions(explorer, mode="clamp", strength=5.0)
+    assert panel.kind == "vector"
+    with explorer.probe.edit({layer: nw.clamp([0, 1], 5.0)}):
+        hidden = explorer.probe.run(explorer.inputs).output.last_hidden_state[0]
+    np.testing.assert_allclose(panel.after, hidden.mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)  # no padding
+    assert panel.summary.startswith("cosine similarity ")
+    inputs = explorer.examples.batch(panel.sample_indices.tolist())  # the sample: mean-pooled outputs
+    mask = inputs["attention_mask"].unsqueeze(-1).float()
+
+    def pooled(output) -> np.ndarray:
+        return ((output.last_hidden_state * mask).sum(1) / mask.sum(1)).numpy()
+
+    plain = pooled(explorer.probe.run(inputs).output)
+    with explorer.probe.edit({layer: nw.clamp([0, 1], 5.0)}):
+        edited = pooled(explorer.probe.run(inputs).output)
+    cosines = (plain * edited).sum(1) / (np.linalg.norm(plain, axis=1) * np.linalg.norm(edited, axis=1))
+    assert panel.effect == {"examples": len(DATA), "cosine_similarity": pytest.approx(float(cosines.mean()))}
+    with pytest.raises(ValueError, match="labels are for classifiers"):
+        Interventions(explorer, labels=[0] * len(DATA))
