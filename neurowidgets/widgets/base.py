@@ -61,6 +61,7 @@ class NeuroWidget(anywidget.AnyWidget):
 
     _css = STATIC / "styles.css"
     error = traitlets.Unicode("").tag(sync=True)
+    _errors_reported = 0  # counts the errors reporting_errors has shown
 
     def __init__(self, **kwargs: Any):
         unknown = sorted(set(kwargs) - set(self.trait_names()))
@@ -109,11 +110,16 @@ class NeuroWidget(anywidget.AnyWidget):
 
     @contextlib.contextmanager
     def reporting_errors(self, action: str) -> Iterator[None]:
-        """Run a front-end-triggered computation; an exception is shown in the widget and logged."""
+        """Run a front-end-triggered computation; an exception is shown in the widget and logged.
+
+        Success clears the error shown, unless a nested ``reporting_errors`` reported one meanwhile."""
+        reported = self._errors_reported
         try:
             yield
         except Exception as error:
             log.exception("%s failed while %s", type(self).__name__, action)
+            self._errors_reported += 1
             self.error = f"{action}: {type(error).__name__}: {error}"
         else:
-            self.error = ""
+            if self._errors_reported == reported:
+                self.error = ""

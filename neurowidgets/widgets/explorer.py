@@ -63,7 +63,8 @@ class TextExplorer(ScanColoursGrid, TokenHeatmap, FeatureCard, ActivationTrace, 
     def _show(self, capture: Capture, layer: str) -> None:
         with self.hold_sync():
             super()._show(capture, layer)
-            self.set_trait("position_labels", self.tokens)  # traces label their x axis with the tokens
+            # Traces label their x axis with the tokens; a shorter text's padded positions get "".
+            self.set_trait("position_labels", [row + [""] * (self.num_positions - len(row)) for row in self.tokens])
 
 
 class TensorExplorer(ScanColoursGrid, FeatureCard, ActivationTrace, NeuronGrid):

@@ -50,6 +50,12 @@ def test_text_explorer_labels_traces_with_tokens_and_opens_examples(minilm):
     assert view.position_labels == view.tokens
     view.set_texts(["typed by the user"])
     assert view.current_index == -1
+    # Texts of different lengths: the shorter one's padded positions are labelled "".
+    view.set_texts(["short", "a much longer sentence than the other one"])
+    assert not view.error
+    short, long = view.tokens
+    assert view.position_labels == [short + [""] * (len(long) - len(short)), long]
+    assert view.lengths == [len(short), len(long)]
 
 
 def test_live_views_without_a_scan(digits):
