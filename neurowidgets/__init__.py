@@ -25,8 +25,11 @@ __all__ = [
     "ActivationTrace",
     "Activations",
     "Capture",
+    "CoActivation",
+    "Distributions",
     "Edit",
     "ImageOverlay",
+    "Interventions",
     "LayerError",
     "LayerHealth",
     "LayerInfo",
@@ -42,19 +45,28 @@ __all__ = [
     "clamp",
     "explore",
     "load_scan",
+    "report",
     "scale",
     "scan",
     "steer",
 ]
 
 
-_WIDGETS = ("ActivationTrace", "ImageOverlay", "LayerHealth", "NeuronGrid", "TokenHeatmap", "TopExamples", "explore")
+_WIDGETS = (
+    "ActivationTrace", "CoActivation", "Distributions", "ImageOverlay", "Interventions", "LayerHealth", "NeuronGrid",
+    "TokenHeatmap", "TopExamples", "explore",
+)  # fmt: skip
 
 
 def __getattr__(name: str):
-    # Widgets import anywidget and ipywidgets; keep `import neurowidgets` light for core-only use.
+    # Widgets (and the report, which draws with them) import anywidget, ipywidgets and bokeh: keep
+    # `import neurowidgets` light for core-only use.
     if name in _WIDGETS:
         from . import widgets
 
         return getattr(widgets, name)
+    if name == "report":
+        from .reporting import report
+
+        return report
     raise AttributeError(f"module 'neurowidgets' has no attribute {name!r}")

@@ -22,7 +22,7 @@ import torch
 
 import neurowidgets as nw
 from neurowidgets.core.images import ImageAdapter
-from neurowidgets.report import DEFAULT_UNITS_PER_LAYER, histogram_root, png, report
+from neurowidgets.reporting import DEFAULT_UNITS_PER_LAYER, histogram_root, png, report
 from neurowidgets.widgets.distributions import BINS, TOP
 from neurowidgets.widgets.layer_health import DEAD
 

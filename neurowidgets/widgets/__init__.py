@@ -1,8 +1,11 @@
 """Thin anywidget front-ends over the core: traits for state, messages for on-demand computation."""
 
 from .activation_trace import ActivationTrace
+from .coactivation import CoActivation
+from .distributions import Distributions
 from .explorer import ImageExplorer, TensorExplorer, TextExplorer, explore
 from .image_overlay import ImageOverlay
+from .interventions import Interventions
 from .layer_health import LayerHealth
 from .neuron_grid import NeuronGrid
 from .token_heatmap import TokenHeatmap
@@ -10,8 +13,11 @@ from .top_examples import TopExamples
 
 __all__ = [
     "ActivationTrace",
+    "CoActivation",
+    "Distributions",
     "ImageExplorer",
     "ImageOverlay",
+    "Interventions",
     "LayerHealth",
     "NeuronGrid",
     "TensorExplorer",

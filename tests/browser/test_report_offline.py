@@ -13,7 +13,7 @@ from conftest import PAGE_TIMEOUT, artifact_path
 
 import neurowidgets as nw
 from neurowidgets.core.images import ImageAdapter
-from neurowidgets.report import histogram_root, report
+from neurowidgets.reporting import histogram_root, report
 from neurowidgets.widgets.distributions import BINS
 
 HOSTILE = "<script>alert(1)</script>"

@@ -162,4 +162,3 @@ def test_open_layer_selects_a_layers_units_and_rejects_bad_requests(hot_scan):
     with pytest.raises(ValueError, match='"dead" or "saturated"'):
         health.open_layer("relu2", "sleepy")
     assert (health.layer, health.selected_units) == ("relu1", hot_scan["relu1"].dead().tolist())
-
