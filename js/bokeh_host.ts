@@ -9,7 +9,7 @@ import { decodeFloat, type WireArray } from "./lib/codec";
 import { element } from "./lib/ui";
 
 export interface BokehState {
-  item: Record<string, unknown>;
+  item: string; // the figure's JSON item, as text (see bokeh_host.py)
   patches: Record<string, Record<string, unknown>>;
   selections: Record<string, number[]>;
   _bokehjs: string;
@@ -137,7 +137,7 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
     plot.replaceChildren();
     delete plot.dataset.ready;
     const Bokeh = await loadBokeh(model);
-    doc = documentOf(await Bokeh.embed.embed_item(model.get("item"), plot));
+    doc = documentOf(await Bokeh.embed.embed_item(JSON.parse(model.get("item")), plot));
     applyPatches();
     // One tap changes several sources' selections, one signal each: send them as one update.
     let queued = false;

@@ -12,6 +12,7 @@ in ``selections`` are synced both ways.
 
 from __future__ import annotations
 
+import json
 import pathlib
 from typing import Any
 
@@ -83,7 +84,9 @@ class BokehHost(NeuroWidget):
 
     _esm = bundle("bokeh_host")
 
-    item = traitlets.Dict().tag(sync=True)
+    # The figure's JSON item as text: BokehJS needs each model defined before it is referenced, an
+    # order that a saved notebook's widget state (written with sorted keys) would not keep.
+    item = traitlets.Unicode("").tag(sync=True)
     patches = traitlets.Dict().tag(sync=True, to_json=_patch_to_json)
     selections = traitlets.Dict(value_trait=traitlets.List(traitlets.Int())).tag(sync=True)
     _bokehjs = traitlets.Instance(BokehJS).tag(sync=True, **widget_serialization)
@@ -100,7 +103,7 @@ class BokehHost(NeuroWidget):
         with self.hold_sync():
             self.patches = {}
             self.selections = {name: [] for name in self._selectable}
-            self.item = json_item(figure)
+            self.item = json.dumps(json_item(figure))
 
     def update(self, model: Model, **properties: Any) -> None:
         """Set ``properties`` on ``model`` here (so the Python figure stays the truth, e.g. for a

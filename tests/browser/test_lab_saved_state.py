@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from bokeh_page import canvas_ink, source
 from grid_page import click_unit, pixel
 
 SAVED = "quickstart_saved.ipynb"
@@ -33,6 +34,18 @@ def check_drawn(page, *, grid_unit: int, explorer_unit: int) -> None:
     xcanvas.scroll_into_view_if_needed()
     assert len({tuple(pixel(xcanvas, u)) for u in range(int(xcanvas.get_attribute("data-units")))}) > 4
     assert pixel(xcanvas, explorer_unit, dx=0.04) == [0, 0, 0], "the explorer's selected unit is outlined"
+
+    # The bokeh views (Distributions, Interventions): BokehJS comes from the saved state of the one
+    # hidden widget that carries it, the figures from theirs, with the changes made in the kernel.
+    plots = page.locator(".nw-bokeh-plot[data-ready='1']")
+    plots.nth(1).wait_for()
+    assert plots.count() == 2
+    for i in range(2):
+        plots.nth(i).scroll_into_view_if_needed()
+        ink = canvas_ink(plots.nth(i), 0)
+        assert ink["ink"] > 2000 and ink["colours"] > 5, f"bokeh plot {i} looks blank: {ink}"
+    bins = source(plots.nth(0), "nw-dist-bins")["data"]
+    assert set(bins["unit"]) == {explorer_unit}, "the histogram of the explorer's selected unit"
 
 
 def test_saved_notebook_restores_widgets_without_kernel(lab_saving_widgets):
@@ -101,3 +114,4 @@ def test_saved_notebook_restores_widgets_without_kernel(lab_saving_widgets):
     check_drawn(page, grid_unit=5, explorer_unit=9)
     lab.screenshot(page.locator(".nw-explorer").first, "saved_state/explorer_restored.png")
     lab.screenshot(page.locator(".nw-grid").first, "saved_state/grid_restored.png")
+    lab.screenshot(page.locator(".nw-bokeh-plot").first, "saved_state/distributions_restored.png")

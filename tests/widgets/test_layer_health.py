@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import bokeh
 import numpy as np
 import pytest
@@ -56,7 +58,7 @@ def test_source_numbers_equal_the_scan(hot_scan):
     assert sum(data["dead_count"]) > 0  # the lr=0.05 model has dead units
     # The embedded JSON item (what BokehJS draws) carries the same table in each clickable source.
     for name in (DEAD, SATURATED, DENSITY):
-        entries = dict(find_source(health.item["doc"], name)["attributes"]["data"]["entries"])
+        entries = dict(find_source(json.loads(health.item)["doc"], name)["attributes"]["data"]["entries"])
         assert entries["layer"] == LAYERS
         assert entries["dead"] == [len(hot_scan[lay].dead()) / hot_scan[lay].num_units for lay in LAYERS]
         assert entries["q50"] == pytest.approx([float(np.median(hot_scan[lay].density)) for lay in LAYERS])
