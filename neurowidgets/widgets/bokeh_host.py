@@ -115,14 +115,33 @@ class BokehHost(NeuroWidget):
         patches[model.id] = {**patches.get(model.id, {}), **properties, REVISION: self._revision}
         self.patches = patches
 
-    def select(self, source: str, indices: list[int]) -> None:
-        """Select ``indices`` of the selectable source named ``source`` (in the page too)."""
+    def select(self, source: str, indices: list[int], quiet: bool = False) -> None:
+        """Select ``indices`` of the selectable source named ``source`` (in the page too).
+
+        ``quiet``: a view showing its own state (a highlight), not a choice to react to: :meth:`_on_select`
+        is not called."""
         if source not in self._selectable:
             raise KeyError(f"{source!r} is not a selectable source here; selectable: {list(self._selectable)}")
-        self.selections = {**self.selections, source: [int(i) for i in indices]}
+        self._quiet_selection = quiet
+        try:
+            self.selections = {**self.selections, source: [int(i) for i in indices]}
+        finally:
+            self._quiet_selection = False
 
     def selected(self, source: str) -> list[int]:
         return list(self.selections.get(source, []))
+
+    _quiet_selection = False
+
+    @traitlets.observe("selections")
+    def _selections_changed(self, change: dict) -> None:
+        if not self._quiet_selection:
+            with self.reporting_errors("acting on the selection in the plot"):
+                self._on_select(change["old"] or {}, change["new"])
+
+    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
+        """Subclasses: the user selected (or tapped) in the plot; ``old``/``new`` map source names to
+        indices. A tap on empty space clears the sources it touched."""
 
     @traitlets.validate("selections")
     def _valid_selections(self, proposal: dict) -> dict:

@@ -72,7 +72,6 @@ class CoActivation(Companion):
         self.correlation = np.zeros((0, 0))
         self.pair: tuple[int, int] | None = None
         self._clicked: tuple[int, int] | None = None
-        self._quiet = False  # set while this widget changes its own selections
         self._ready = False
         self.sources = {
             MATRIX: ColumnDataSource({"x": [], "y": [], "a": [], "b": [], "r": [], "r_text": []}, name=MATRIX),
@@ -223,14 +222,7 @@ class CoActivation(Companion):
             rows = [view.example]
         else:
             rows = np.flatnonzero(indices == getattr(view, "current_index", -1)).tolist()
-        self._set_selection(SCATTER, rows)
-
-    def _set_selection(self, name: str, indices: list[int]) -> None:
-        self._quiet = True
-        try:
-            self.select(name, indices)
-        finally:
-            self._quiet = False
+        self.select(SCATTER, rows, quiet=True)
 
     def _input_changed(self) -> None:
         if not self._ready or self.view is None:
@@ -253,25 +245,19 @@ class CoActivation(Companion):
             with self.reporting_errors("correlating the selected units"):
                 self._refresh()
 
-    @traitlets.observe("selections")
-    def _clicked_in_plot(self, change: dict) -> None:
-        if self._quiet:
-            return
-        old, new = change["old"] or {}, change["new"]
+    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
         cell, point = new.get(MATRIX) or [], new.get(SCATTER) or []
         if cell:
-            self._set_selection(MATRIX, [])  # the pair's outline shows the choice; a second click counts
-            with self.reporting_errors("selecting the clicked cell's units"):
-                data = self.sources[MATRIX].data
-                self._clicked = (int(data["a"][cell[0]]), int(data["b"][cell[0]]))
-                before = self.selected_units
-                self.selected_units = list(self._clicked)
-                if self.selected_units == before:  # the same units: no trait change, maybe another cell
-                    self._refresh()
+            self.select(MATRIX, [], quiet=True)  # the pair's outline shows the choice; a second click counts
+            data = self.sources[MATRIX].data
+            self._clicked = (int(data["a"][cell[0]]), int(data["b"][cell[0]]))
+            before = self.selected_units
+            self.selected_units = list(dict.fromkeys(self._clicked))  # a diagonal cell: one unit
+            if self.selected_units == before:  # the same units: no trait change, maybe another cell
+                self._refresh()
         elif point and point != old.get(SCATTER):
-            with self.reporting_errors("opening the tapped example"):
-                example = int(self.sources[SCATTER].data["example"][point[0]])
-                if self.sample_indices is None:
-                    self.view.example = example
-                else:
-                    self.view.show_example(example)
+            example = int(self.sources[SCATTER].data["example"][point[0]])
+            if self.sample_indices is None:
+                self.view.example = example
+            else:
+                self.view.show_example(example)

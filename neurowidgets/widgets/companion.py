@@ -8,6 +8,7 @@ changes. Selecting in the companion's plot selects in the explorer's views and t
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import traitlets
@@ -23,12 +24,34 @@ class Companion(BokehHost):
     selected_units = traitlets.List(traitlets.Int()).tag(sync=True)
 
     view: LayerView | None = None
+    _links: tuple[traitlets.link, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A companion whose set-up fails after it started following must not stay linked to the
+        # explorer (its observers would keep running): each subclass's __init__ releases it on error.
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def released_on_error(self: Companion, *args: Any, **kw: Any) -> None:
+            try:
+                init(self, *args, **kw)
+            except BaseException:
+                self.close()
+                raise
+
+        cls.__init__ = released_on_error
 
     def __init__(self, figure: Any = None, follow: LayerView | None = None, **kwargs: Any):
-        self._links: list[traitlets.link] = []
         super().__init__(figure, **kwargs)
         if follow is not None:
             self.follow(follow)
+
+    def close(self) -> None:
+        self.unfollow()
+        super().close()
 
     def follow(self, view: LayerView) -> None:
         """Link ``layer`` and ``selected_units`` with ``view``'s (taking its values now) and follow
@@ -37,17 +60,17 @@ class Companion(BokehHost):
             raise TypeError(f"a companion follows an explorer or a layer view, got {type(view).__name__}")
         self.unfollow()
         self.view = view
-        self._links = [
+        self._links = (
             traitlets.link((view, "layer"), (self, "layer")),
             traitlets.link((view, "selected_units"), (self, "selected_units")),
-        ]
+        )
         view.observe(self._view_input_changed, names=self._watched(view))
         self._input_changed()
 
     def unfollow(self) -> None:
         for link in self._links:
             link.unlink()
-        self._links = []
+        self._links = ()
         if self.view is not None:
             self.view.unobserve(self._view_input_changed, names=self._watched(self.view))
             self.view = None
@@ -57,6 +80,11 @@ class Companion(BokehHost):
         """What makes the followed view show another input: its values, the example of its batch,
         the selected position, and the example of the data it shows (explorers with data)."""
         return [name for name in ("values", "example", "position", "current_index") if view.has_trait(name)]
+
+    @traitlets.validate("selected_units")
+    def _unique_units(self, proposal: dict) -> list[int]:
+        # As the explorer keeps them: a link copies values one way only, so both must agree.
+        return list(dict.fromkeys(proposal["value"]))
 
     def _view_input_changed(self, change: dict) -> None:
         with self.reporting_errors("following the current input"):

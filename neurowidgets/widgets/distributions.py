@@ -182,7 +182,6 @@ class Distributions(Companion):
                 raise ValueError(f"unit {bad[0]} does not exist: layer {layer!r} has units 0…{num_units - 1}")
         self.scan = scan
         self.max_units = max_units
-        self._quiet = False  # set while this widget changes its own selections
         self._ready = False  # drawn once at the end of __init__, not for each trait set before
         self.sources = histogram_sources()
         figure, self._current = histogram_figure(self.sources)
@@ -210,11 +209,7 @@ class Distributions(Companion):
         units = self._shown_units()
         bins, top, notes = histogram_columns(self.scan[self.layer] if units else None, units)
         with self.hold_sync():
-            self._quiet = True
-            try:
-                self.select(TOP, [])  # the old indices would point at other markers
-            finally:
-                self._quiet = False
+            self.select(TOP, [], quiet=True)  # the old indices would point at other markers
             self.update(self.sources[BINS], data=bins)
             self.update(self.sources[TOP], data=top)
             self.update(self.figure.title, text=self._title(units, notes))
@@ -284,15 +279,11 @@ class Distributions(Companion):
             with self.reporting_errors("drawing the distributions"):
                 self._draw()
 
-    @traitlets.observe("selections")
-    def _tapped(self, change: dict) -> None:
-        indices = change["new"].get(TOP) or []
-        if self._quiet or not indices:
-            return
+    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
+        indices = new.get(TOP) or []
         view = self.view
-        if view is not None and getattr(view, "examples", None) is not None:
-            with self.reporting_errors("opening the tapped top example"):
-                view.show_example(int(self.sources[TOP].data["example"][indices[0]]))
+        if indices and view is not None and getattr(view, "examples", None) is not None:
+            view.show_example(int(self.sources[TOP].data["example"][indices[0]]))
 
 
 def _bad_values(stats: Any, unit: int) -> str:

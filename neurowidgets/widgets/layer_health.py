@@ -23,11 +23,12 @@ def health_table(scan: ScanResult) -> dict[str, list]:
     """Per scanned layer: the fractions of dead and of saturated units, and the 10/25/50/75/90th
     percentiles of the units' firing densities (``q10`` … ``q90``).
 
-    ``saturated`` is 0 for layers whose bounds the scan did not track (``saturation_tracked`` False).
+    ``saturated`` is NaN (not drawn; "not tracked" in ``saturated_text``) for layers whose bounds the
+    scan did not track (``saturation_tracked`` False). ``threshold``: the firing threshold of the density.
     """
     table: dict[str, list] = {
         "layer": [], "units": [], "dead": [], "dead_count": [], "saturated": [],
-        "saturated_count": [], "saturation_tracked": [],
+        "saturated_count": [], "saturation_tracked": [], "saturated_text": [], "threshold": [],
         **{f"q{round(q * 100)}": [] for q in DENSITY_QUANTILES},
     }  # fmt: skip
     for layer in scan.layers:
@@ -40,9 +41,11 @@ def health_table(scan: ScanResult) -> dict[str, list]:
         table["units"].append(units)
         table["dead"].append(dead / units)
         table["dead_count"].append(dead)
-        table["saturated"].append(saturated / units)
+        table["saturated"].append(saturated / units if tracked else float("nan"))
         table["saturated_count"].append(saturated)
         table["saturation_tracked"].append(tracked)
+        table["saturated_text"].append(f"{saturated} ({saturated / units:.1%})" if tracked else "not tracked")
+        table["threshold"].append(stats.threshold)
         for q, value in zip(DENSITY_QUANTILES, np.quantile(stats.density, DENSITY_QUANTILES), strict=True):
             table[f"q{round(q * 100)}"].append(float(value))
     return table
@@ -58,6 +61,8 @@ def health_figure(sources: dict[str, ColumnDataSource], title: str = "Layer heal
     """The layer-health plot over :func:`health_sources`: bars of the dead and saturated fractions per
     layer, beside a box of the units' firing densities. Used by :class:`LayerHealth` and by reports."""
     layers = list(sources[DEAD].data["layer"])
+    thresholds = set(sources[DEAD].data["threshold"])
+    above = f"> {thresholds.pop():g}" if len(thresholds) == 1 else "above the layer's threshold"
     height = 120 + 44 * len(layers)
     bars = figure(
         y_range=list(reversed(layers)), x_range=(0, 1.02), title=title, tools="", height=height,
@@ -74,7 +79,7 @@ def health_figure(sources: dict[str, ColumnDataSource], title: str = "Layer heal
         )  # fmt: skip
     bars.add_tools(TapTool(), HoverTool(tooltips=[
         ("layer", "@layer (@units units)"), ("dead", "@dead_count (@dead{0.0%})"),
-        ("saturated", "@saturated_count (@saturated{0.0%})"),
+        ("saturated", "@saturated_text"),
     ]))  # fmt: skip
     bars.legend.orientation = "horizontal"
     bars.add_layout(bars.legend[0], "below")  # outside the frame: a bar may reach 1
@@ -82,7 +87,7 @@ def health_figure(sources: dict[str, ColumnDataSource], title: str = "Layer heal
 
     spread = figure(
         y_range=bars.y_range, x_range=(0, 1.02), title="Firing density of the units", tools="",
-        height=height, width=300, toolbar_location=None, x_axis_label="fraction of values > 0",
+        height=height, width=300, toolbar_location=None, x_axis_label=f"fraction of values {above}",
     )  # fmt: skip
     source = sources[DENSITY]
     spread.segment("q10", "layer", "q90", "layer", source=source, color="#1f77b4", line_width=2)
@@ -117,7 +122,6 @@ class LayerHealth(Companion):
         if not isinstance(scan, ScanResult):
             raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
         self.scan = scan
-        self._highlighting = False
         self.sources = health_sources(scan)
         super().__init__(
             health_figure(self.sources, title), follow=follow, selectable=(DEAD, SATURATED, DENSITY), **kwargs
@@ -129,17 +133,21 @@ class LayerHealth(Companion):
 
     # -- selection -----------------------------------------------------------------------------
 
-    @traitlets.observe("selections")
-    def _clicked(self, change: dict) -> None:
-        if self._highlighting:
-            return
-        old, new = change["old"] or {}, change["new"]
+    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
+        # Only a bar that became selected is a click on it; a tap on empty space clears the sources
+        # and changes nothing (the current layer stays highlighted).
         clicked = [name for name in (DEAD, SATURATED, DENSITY) if new.get(name) and new[name] != old.get(name)]
-        clicked = clicked or [name for name in (DEAD, SATURATED, DENSITY) if new.get(name)]
         if not clicked:
+            self._highlight(self.layer)
             return
         name = clicked[0]
-        self.open_layer(self.sources[name].data["layer"][new[name][0]], "saturated" if name == SATURATED else "dead")
+        try:
+            self.open_layer(
+                self.sources[name].data["layer"][new[name][0]], "saturated" if name == SATURATED else "dead"
+            )
+        except Exception:
+            self._highlight(self.layer)  # the plot shows the layer that is open, not the failed click
+            raise
 
     def open_layer(self, layer: str, units: str = "dead") -> None:
         """Make ``layer`` the layer (of the followed explorer too) with its ``units`` ("dead" or
@@ -147,6 +155,10 @@ class LayerHealth(Companion):
         if units not in ("dead", "saturated"):
             raise ValueError(f'units must be "dead" or "saturated", got {units!r}')
         stats = self.scan[layer]  # a LayerError naming the scanned layers
+        if self.view is not None:
+            self.view.probe._check_name(layer)  # the followed model has it (a LayerError naming the closest)
+        if units == "saturated" and stats.bounds is None:
+            raise ValueError(f"the scan did not track saturation for layer {layer!r} (no known bounds)")
         chosen = stats.saturated() if units == "saturated" else stats.dead()
         with self.hold_sync():
             self.layer = layer
@@ -168,9 +180,6 @@ class LayerHealth(Companion):
         layers = list(self.sources[DEAD].data["layer"])
         index = [layers.index(layer)] if layer in layers else []
         wanted = {name: index for name in (DEAD, SATURATED, DENSITY)}
-        if self.selections != wanted:
-            self._highlighting = True
-            try:
-                self.selections = wanted
-            finally:
-                self._highlighting = False
+        for name, indices in wanted.items():
+            if self.selections.get(name) != indices:
+                self.select(name, indices, quiet=True)

@@ -215,7 +215,7 @@ def test_a_stale_index_from_the_page_is_reported_and_changes_nothing(explorer):
     co = CoActivation(explorer, sample=30)
     selected, pair = explorer.selected_units, co.pair
     FakeFrontend(co).set_state(selections={MATRIX: [500], SCATTER: []})
-    assert co.error.startswith("selecting the clicked cell's units: IndexError")
+    assert co.error.startswith("acting on the selection in the plot: IndexError")
     assert (explorer.selected_units, co.pair) == (selected, pair)
     FakeFrontend(co).set_state(selections={MATRIX: [], SCATTER: [30]})
-    assert co.error.startswith("opening the tapped example: IndexError") and explorer.current_index == -1
+    assert co.error.startswith("acting on the selection in the plot: IndexError") and explorer.current_index == -1

@@ -144,7 +144,7 @@ def test_tapping_a_top_example_opens_it_in_the_explorer(scan, explorer):
     assert drawn(dist, CURRENT)["x"][0] == pytest.approx(value, rel=1e-5)  # the line sits on its triangle
     assert dist.selected(TOP) == [row] and not dist.error
     FakeFrontend(dist).set_state(selections={TOP: [99]})  # an index the page should not have
-    assert dist.error.startswith("opening the tapped top example: IndexError")
+    assert dist.error.startswith("acting on the selection in the plot: IndexError")
     assert explorer.current_index == example
 
 

@@ -52,7 +52,7 @@ def test_source_numbers_equal_the_scan(hot_scan):
         assert data["dead_count"][i] == len(stats.dead())
         assert data["dead"][i] == len(stats.dead()) / stats.num_units
         assert data["saturation_tracked"][i] is False  # ReLU: no bounds tracked
-        assert data["saturated"][i] == 0
+        assert np.isnan(data["saturated"][i]) and data["saturated_text"][i] == "not tracked"  # not a 0
         quantiles = np.quantile(stats.density, [0.1, 0.25, 0.5, 0.75, 0.9])
         assert [data[q][i] for q in ("q10", "q25", "q50", "q75", "q90")] == pytest.approx(quantiles)
     assert sum(data["dead_count"]) > 0  # the lr=0.05 model has dead units
@@ -73,6 +73,7 @@ def test_saturated_units_of_a_sigmoid_layer():
     scan = nw.scan(model, torch.randn(64, 4), ["1"], k=2, progress=False, cache=False)
     health = LayerHealth(scan)
     assert health.table["saturated_count"] == [3] and health.table["saturation_tracked"] == [True]
+    assert health.table["saturated_text"] == ["3 (50.0%)"]
     frontend = FakeFrontend(health)
     frontend.set_state(selections={DEAD: [], SATURATED: [0], DENSITY: []})
     assert health.selected_units == [0, 1, 5] == scan["1"].saturated().tolist()
@@ -164,3 +165,26 @@ def test_open_layer_selects_a_layers_units_and_rejects_bad_requests(hot_scan):
     with pytest.raises(ValueError, match='"dead" or "saturated"'):
         health.open_layer("relu2", "sleepy")
     assert (health.layer, health.selected_units) == ("relu1", hot_scan["relu1"].dead().tolist())
+
+
+def test_a_tap_on_empty_space_keeps_the_explorers_selection(hot_scan):
+    data = digits(lr=0.05)
+    explorer = nw.explore(data.model, data.test_images[:2], layer="relu3", scan=hot_scan, selected_units=[5, 6])
+    health = LayerHealth(hot_scan, follow=explorer)
+    assert health.selections == {DEAD: [2], SATURATED: [2], DENSITY: [2]}
+    frontend = FakeFrontend(health)
+    frontend.set_state(selections={DEAD: [], SATURATED: [], DENSITY: [2]})  # a blank tap in the bars' figure
+    frontend.set_state(selections={DEAD: [], SATURATED: [], DENSITY: []})  # and in the density figure
+    assert explorer.selected_units == [5, 6] and explorer.layer == "relu3"
+    assert health.selections == {DEAD: [2], SATURATED: [2], DENSITY: [2]}  # still highlighted
+    assert frontend.last("selections") == health.selections
+
+
+def test_a_click_that_fails_is_shown_and_changes_nothing(hot_scan):
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
+    explorer = nw.explore(other, digits().test_images[:2], layer="2")
+    health = LayerHealth(hot_scan, follow=explorer)  # a scan of another model: its layers are not here
+    FakeFrontend(health).set_state(selections={DEAD: [1], SATURATED: [], DENSITY: []})
+    assert "'relu2'" in health.error and "LayerError" in health.error
+    assert explorer.layer == health.layer == "2" and not explorer.error
+    assert health.selections == {DEAD: [], SATURATED: [], DENSITY: []}

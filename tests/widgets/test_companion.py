@@ -1,0 +1,60 @@
+"""Companion: the one link between a bokeh view and an explorer, and its release."""
+
+from __future__ import annotations
+
+import pytest
+from traitlets import TraitError
+
+import neurowidgets as nw
+from neurowidgets.datasets import digits
+from neurowidgets.widgets.coactivation import MATRIX, CoActivation
+from neurowidgets.widgets.distributions import Distributions
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def scan(data):
+    return nw.scan(data.model, data.test_images, ["relu2", "relu3"], k=4, progress=False, cache=False)
+
+
+@pytest.fixture
+def explorer(data, scan):
+    return nw.explore(data.model, data.test_images[:2], layer="relu3", data=data.test_images, scan=scan)
+
+
+def observers(widget, name: str) -> int:
+    return sum(len(handlers) for handlers in widget._trait_notifiers.get(name, {}).values())
+
+
+def test_close_releases_the_explorer(explorer, scan):
+    linked = observers(explorer, "selected_units")
+    dist = Distributions(scan, follow=explorer)
+    assert observers(explorer, "selected_units") > linked
+    dist.close()
+    assert observers(explorer, "selected_units") == linked and dist.view is None
+    explorer.selected_units = [3]
+    assert dist.selected_units != [3]
+
+
+def test_a_companion_that_fails_to_build_is_not_left_linked(explorer, scan):
+    linked = observers(explorer, "selected_units"), observers(explorer, "values")
+    selected = explorer.selected_units
+    with pytest.raises(TraitError, match="unit 999 does not exist"):
+        Distributions(scan, follow=explorer, units=[999])
+    assert (observers(explorer, "selected_units"), observers(explorer, "values")) == linked
+    assert explorer.selected_units == selected
+    explorer.layer = "relu2"  # nothing of the failed view runs any more
+    assert not explorer.error
+
+
+def test_a_diagonal_cell_selects_one_unit_in_both(explorer):
+    co = CoActivation(explorer, sample=32)
+    a, b = co.sources[MATRIX].data["a"], co.sources[MATRIX].data["b"]
+    cell = next(i for i in range(len(a)) if a[i] == b[i])
+    unit = int(a[cell])
+    co.selections = {**co.selections, MATRIX: [cell]}
+    assert co.selected_units == explorer.selected_units == [unit]
