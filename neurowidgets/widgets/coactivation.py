@@ -32,15 +32,23 @@ def max_activations(probe: Probe, inputs: Any, layer: str) -> np.ndarray:
 
 
 def correlation(values: np.ndarray) -> np.ndarray:
-    """Pearson correlation of the columns of (examples, units); NaN for a constant column (and its
-    diagonal), as ``np.corrcoef`` gives, without its warnings."""
-    centred = values.astype(np.float64) - values.mean(axis=0, dtype=np.float64)
-    norms = np.sqrt((centred * centred).sum(axis=0))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    """Pearson correlation of the columns of (examples, units); NaN for a constant column or one with
+    NaN/inf values (and its diagonal), as ``np.corrcoef`` gives, without its warnings."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        centred = values.astype(np.float64) - values.mean(axis=0, dtype=np.float64)
+        norms = np.sqrt((centred * centred).sum(axis=0))
         r = (centred.T @ centred) / np.outer(norms, norms)
-    r[:, norms == 0] = np.nan
-    r[norms == 0, :] = np.nan
+    undefined = ~np.isfinite(norms) | (norms == 0)
+    r[:, undefined] = np.nan
+    r[undefined, :] = np.nan
     return np.clip(r, -1.0, 1.0)
+
+
+def undefined_because(values: np.ndarray) -> str:
+    """Why a correlation with these columns of (examples, units) is NaN: the hover's text for it."""
+    if not np.isfinite(values).all():
+        return "n/a (NaN/inf values)"
+    return "n/a (a constant unit)"
 
 
 class CoActivation(Companion):
@@ -177,24 +185,27 @@ class CoActivation(Companion):
             if new_matrix or not set(selected) <= set(self.matrix_units):
                 self.matrix_units = self._matrix_units(acts, selected)
                 self.correlation = correlation(acts[:, self.matrix_units])
-                self._draw_matrix(acts.shape[0])
+                self._draw_matrix(acts)
             self.pair = self._pair(selected)
             self._draw_pair(acts)
             self._mark_current()
 
-    def _draw_matrix(self, samples: int) -> None:
+    def _draw_matrix(self, acts: np.ndarray) -> None:
         labels = [str(u) for u in self.matrix_units]
         k = len(labels)
         r = self.correlation.ravel()
         data = {
             "x": [a for a in labels for _ in labels], "y": labels * k,
             "a": np.repeat(self.matrix_units, k), "b": np.tile(self.matrix_units, k), "r": r,
-            "r_text": ["n/a (a constant unit)" if np.isnan(v) else f"{v:.3f}" for v in r],
+            "r_text": [
+                undefined_because(acts[:, [a, b]]) if np.isnan(v) else f"{v:.3f}"
+                for a, b, v in zip(np.repeat(self.matrix_units, k), np.tile(self.matrix_units, k), r, strict=True)
+            ],
         }  # fmt: skip
         self.update(self.sources[MATRIX], data=data)
         self.update(self._matrix.x_range, factors=labels)
         self.update(self._matrix.y_range, factors=labels[::-1])
-        self.update(self._matrix.title, text=f"{self.layer}: correlation of unit maxima over {samples} examples")
+        self.update(self._matrix.title, text=f"{self.layer}: correlation of unit maxima over {acts.shape[0]} examples")
 
     def _draw_pair(self, acts: np.ndarray) -> None:
         a, b = self.pair
@@ -212,7 +223,7 @@ class CoActivation(Companion):
             self.update(axis_range, start=low - pad, end=high + pad)
         self.update(self._scatter.xaxis[0], axis_label=f"unit {a} (max over positions)")
         self.update(self._scatter.yaxis[0], axis_label=f"unit {b} (max over positions)")
-        text = "n/a (a constant unit)" if np.isnan(r) else f"{r:.3f}"
+        text = undefined_because(np.stack([x, y], axis=1)) if np.isnan(r) else f"{r:.3f}"
         self.update(self._scatter.title, text=f"unit {a} vs unit {b}: r = {text}")
 
     def _mark_current(self) -> None:

@@ -219,3 +219,16 @@ def test_a_stale_index_from_the_page_is_reported_and_changes_nothing(explorer):
     assert (explorer.selected_units, co.pair) == (selected, pair)
     FakeFrontend(co).set_state(selections={MATRIX: [], SCATTER: [30]})
     assert co.error.startswith("acting on the selection in the plot: IndexError") and explorer.current_index == -1
+
+
+def test_units_with_nan_or_inf_values_are_named_as_such():
+    model = torch.nn.Sequential(torch.nn.Identity())
+    values = torch.tensor([[1.0, 2.0, 5.0], [2.0, 1.0, 5.0], [3.0, float("inf"), 5.0], [4.0, 0.0, 5.0]])
+    explorer = nw.explore(model, values, layer="0", selected_units=[0, 1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks out of the correlation
+        co = CoActivation(explorer)
+    data = co.sources[MATRIX].data
+    text = {(int(a), int(b)): t for a, b, t in zip(data["a"], data["b"], data["r_text"], strict=True)}
+    assert text[(0, 1)] == "n/a (NaN/inf values)" and text[(0, 2)] == "n/a (a constant unit)"
+    assert text[(0, 0)] == "1.000"
