@@ -5,7 +5,7 @@
 // selections of the sources named in `selections` are synced both ways.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { decodeFloat, type WireArray } from "./lib/codec";
+import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
 import { element } from "./lib/ui";
 
 export interface BokehState {
@@ -69,6 +69,7 @@ function isWireArray(value: unknown): value is WireArray {
 /** Wire arrays back to typed arrays (BokehJS takes them as columns), everything else as it is. */
 function unpack(value: unknown): unknown {
   if (isWireArray(value)) {
+    if (value.dtype === "uint8") return decodeBytes(value).values.slice();
     if (value.dtype === "int32") {
       const size = value.shape.reduce((a, b) => a * b, 1);
       const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, size * 4).slice();

@@ -30,7 +30,7 @@ from bokeh.resources import INLINE
 
 from .core.examples import Examples
 from .core.images import ImageAdapter
-from .core.scan import ScanResult
+from .core.scan import ScanResult, check_scan
 from .core.stats import LayerStats
 from .core.text import TextAdapter
 from .widgets.distributions import BINS, TOP, fit_ranges, histogram_columns, histogram_figure, histogram_sources
@@ -85,8 +85,7 @@ def report(
     directory, renamed over ``path``): on any error nothing is left behind and an existing file at
     ``path`` is untouched. A path that cannot be written raises an ``OSError`` naming it and why.
     """
-    if not isinstance(scan, ScanResult):
-        raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
+    check_scan(scan)
     if not isinstance(k, Integral) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
     target = Path(path).expanduser().absolute()

@@ -130,6 +130,13 @@ class ScanResult(Mapping[str, LayerStats]):
         return f"ScanResult({self.layers}, num_examples={self.num_examples}{state})"
 
 
+def check_scan(scan: Any) -> ScanResult:
+    """``scan`` if it is a :class:`ScanResult`, else a TypeError saying where one comes from."""
+    if not isinstance(scan, ScanResult):
+        raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
+    return scan
+
+
 def load_scan(path: str | Path) -> ScanResult:
     """Load a result written by :meth:`ScanResult.save` (read with ``allow_pickle=False``)."""
     meta, arrays = storage.read_archive(path)

@@ -11,7 +11,7 @@ import traitlets
 from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Range1d, TapTool, Title
 from bokeh.plotting import figure
 
-from ..core.scan import ScanResult
+from ..core.scan import ScanResult, check_scan
 from .companion import Companion
 from .layer_view import LayerView
 
@@ -30,7 +30,10 @@ SERIES_COLOURS = (
 # handful, so on a linear axis the tail (what the unit responds to) would vanish. Bars start at 0.5 so
 # that a bin of one value still shows; below them each unit's top examples have a row of their own.
 BAR_BOTTOM, TOP_ROW, ROW_STEP = 0.5, 0.38, 0.8
-CAPTION = "▲ each unit's top examples (tap one to open it in the explorer) · dashed: the explorer's current input"
+CAPTION = (
+    "tap a unit's bars to make it the first selected unit · ▲ its top examples (tap one to open it) · "
+    "dashed: the explorer's current input"
+)
 
 
 def top_row(i: int) -> float:
@@ -123,7 +126,7 @@ def histogram_figure(sources: dict[str, ColumnDataSource], caption: str = CAPTIO
                 ("value", "@x{0.000}"),
             ],
         ),
-        TapTool(renderers=[top]),
+        TapTool(renderers=[bars, top]),
     )
     # The legend outside the plot: overlaid histograms leave no free corner.
     legend = fig.legend[0]
@@ -169,8 +172,7 @@ class Distributions(Companion):
         max_units: int = 8,
         **kwargs: Any,
     ):
-        if not isinstance(scan, ScanResult):
-            raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
+        check_scan(scan)
         if not isinstance(max_units, int) or max_units < 1:
             raise ValueError(f"max_units must be a positive int, got {max_units!r}")
         units = [int(u) for u in units]
@@ -185,7 +187,7 @@ class Distributions(Companion):
         self._ready = False  # drawn once at the end of __init__, not for each trait set before
         self.sources = histogram_sources()
         figure, self._current = histogram_figure(self.sources)
-        super().__init__(figure, selectable=(TOP,), **kwargs)
+        super().__init__(figure, selectable=(BINS, TOP), **kwargs)
         with self.hold_sync():
             if follow is not None:
                 self.follow(follow)  # the explorer's layer and units, unless given here: then set there too
@@ -280,10 +282,13 @@ class Distributions(Companion):
                 self._draw()
 
     def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
-        indices = new.get(TOP) or []
-        view = self.view
-        if indices and view is not None and getattr(view, "examples", None) is not None:
-            view.show_example(int(self.sources[TOP].data["example"][indices[0]]))
+        bars, tops = new.get(BINS) or [], new.get(TOP) or []
+        if bars:
+            self.select(BINS, [], quiet=True)  # the unit's place in the selection shows the choice
+            unit = int(self.sources[BINS].data["unit"][bars[0]])
+            self.selected_units = [unit, *(u for u in self.selected_units if u != unit)]
+        elif tops and self.view is not None and getattr(self.view, "examples", None) is not None:
+            self.view.show_example(int(self.sources[TOP].data["example"][tops[0]]))
 
 
 def _bad_values(stats: Any, unit: int) -> str:

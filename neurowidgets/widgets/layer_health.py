@@ -11,7 +11,7 @@ from bokeh.models import ColumnDataSource, HoverTool, Row, TapTool
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
-from ..core.scan import ScanResult
+from ..core.scan import ScanResult, check_scan
 from .companion import Companion
 
 # One source per clickable glyph: which bar was clicked decides which units are selected.
@@ -119,8 +119,7 @@ class LayerHealth(Companion):
     """
 
     def __init__(self, scan: ScanResult, title: str = "Layer health", follow: Any = None, **kwargs: Any):
-        if not isinstance(scan, ScanResult):
-            raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
+        check_scan(scan)
         self.scan = scan
         self.sources = health_sources(scan)
         super().__init__(

@@ -9,7 +9,7 @@ import traitlets
 from torch import nn
 
 from ..core import Capture, Probe
-from ..core.scan import ScanResult
+from ..core.scan import ScanResult, check_scan
 from .base import bundle
 from .layer_view import LayerView
 from .wire import array_from_json, encode
@@ -84,8 +84,8 @@ class NeuronGrid(LayerView):
 
     def attach_stats(self, scan: ScanResult | None) -> None:
         """Colour by ``scan``'s per-unit statistics (``None`` forgets them)."""
-        if scan is not None and not isinstance(scan, ScanResult):
-            raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
+        if scan is not None:
+            check_scan(scan)
         self.scan = scan
         self._stats_layer = None
         self._publish_stats(self.layer)

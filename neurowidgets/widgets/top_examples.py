@@ -13,7 +13,7 @@ from torch import nn
 from ..core import Probe
 from ..core.examples import Examples
 from ..core.images import ImageAdapter
-from ..core.scan import ScanResult
+from ..core.scan import ScanResult, check_scan
 from ..core.text import TextAdapter
 from .base import bundle, handles
 from .layer_view import LayerView
@@ -41,8 +41,7 @@ class FeatureCard(LayerView):
         images: ImageAdapter | None = None,
     ) -> None:
         """Use ``scan`` of ``data`` (indexed as the scan numbered it) for the card."""
-        if not isinstance(scan, ScanResult):
-            raise TypeError(f"scan must be a ScanResult (nw.scan or nw.load_scan), got {type(scan).__name__}")
+        check_scan(scan)
         if text is None and tokenizer is not None:
             text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))
         self.examples = Examples(data, text=text, images=images, start_index=scan.start_index)

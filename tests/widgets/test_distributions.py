@@ -176,3 +176,14 @@ def test_bad_inputs_give_clear_errors_and_change_nothing(scan):
         dist.selected_units = [70]
     assert (dist.layer, dist.selected_units) == ("relu3", [1])
     assert dict(dist.sources[BINS].data) == before
+
+
+def test_tapping_a_units_bars_makes_it_the_first_selected_unit(scan, explorer):
+    explorer.selected_units = [5, 39, 7]
+    dist = Distributions(scan, follow=explorer)
+    bar = next(i for i, unit in enumerate(dist.sources[BINS].data["unit"]) if unit == 39)
+    FakeFrontend(dist).set_state(selections={BINS: [bar], TOP: []})
+    assert explorer.selected_units == dist.selected_units == [39, 5, 7]
+    assert dist.selections[BINS] == [] and not dist.error
+    assert dist.sources[BINS].data["colour"][0] == SERIES_COLOURS[0]  # unit 39 drawn first now
+    assert dist.sources[BINS].data["unit"][0] == 39
