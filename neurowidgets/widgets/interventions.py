@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,19 @@ def unit_direction(units: Sequence[int], width: int) -> torch.Tensor | None:
     vector = torch.zeros(width)
     vector[list(units)] = 1.0 / np.sqrt(len(units))
     return vector
+
+
+class _Same:
+    """A part of a cache key that matches only this very object (batches and tensors have no usable ``==``);
+    holding it keeps its id from being reused."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
 
 
 class Interventions(Companion):
@@ -98,10 +112,9 @@ class Interventions(Companion):
         self._k = int(k)
         self._vector: torch.Tensor | None = None
         self._vector_layer = ""
-        self._before_all: np.ndarray | None = None
-        self._after_all: np.ndarray | None = None
-        self._sample_before: np.ndarray | None = None
-        self._sample_of: Any = None  # the explorer's Examples that _sample_before was computed on
+        self._before: np.ndarray | None = None  # the shown example's readouts
+        self._after: np.ndarray | None = None
+        self._memos: dict[str, tuple[tuple, Any]] = {}
         self._quiet = False
         self.comparison: Comparison | None = None
         self.effect: dict[str, Any] = {}
@@ -144,13 +157,13 @@ class Interventions(Companion):
 
     @property
     def before(self) -> np.ndarray:
-        """The readout of the current example without the edit (probabilities, log-probabilities or values)."""
-        return self._before_all[self.view.example]
+        """The readout of the shown example without the edit (probabilities, log-probabilities or values)."""
+        return self._before
 
     @property
     def after(self) -> np.ndarray:
-        """The readout of the current example with the edit."""
-        return self._after_all[self.view.example]
+        """The readout of the shown example with the edit."""
+        return self._after
 
     @property
     def sample_indices(self) -> np.ndarray:
@@ -179,22 +192,21 @@ class Interventions(Companion):
     # -- following the explorer ----------------------------------------------------------------
 
     def _input_changed(self) -> None:
-        view = self.view
-        if self._vector is not None and self._vector_layer != view.layer:
+        if self._vector is not None and self._vector_layer != self.view.layer:
             self._set_vector(None)  # it was one value per unit of another layer
-        output = self.probe.run(view.inputs, []).output
+        with self.hold_sync():
+            self._apply(self.mode, self.strength, self._vector)  # errors go to the caller (Companion reports them)
+            self._set_ranges()
+
+    def _before_readouts(self, inputs: Any) -> tuple[str, np.ndarray]:
+        """The kind of output and the unedited readouts of the whole batch."""
+        output = self.probe.run(inputs, []).output
         kind = self._output or output_kind(logits_of(output), self._vocab_size())
-        before = self._readout(output, kind, view.inputs)
-        names = self._class_names or getattr(view, "class_names", None)
+        before = self._readout(output, kind, inputs)
+        names = self._class_names or getattr(self.view, "class_names", None)
         if kind == "classes" and names and len(names) != before.shape[1]:
             raise ValueError(f"{len(names)} class names for the model's {before.shape[1]} classes")
-        self._before_all = before
-        if kind != self.kind:
-            self._sample_before = None
-            self.set_trait("kind", kind)
-            self.show(self._figure(kind))
-        self._set_ranges()
-        self._apply(self.mode, self.strength, self._vector)  # errors go to the caller (Companion reports them)
+        return kind, before
 
     def _vocab_size(self) -> int | None:
         tokenizer = self._tokenizer()
@@ -207,10 +219,10 @@ class Interventions(Companion):
         tokenizer = self._tokenizer()
         return readout(output, kind, inputs, getattr(tokenizer, "mask_token_id", None))
 
-    def _name(self, index: int) -> str:
-        if self.kind == "tokens":
+    def _name(self, kind: str, index: int) -> str:
+        if kind == "tokens":
             return self._tokenizer().convert_ids_to_tokens(index)
-        if self.kind == "classes":
+        if kind == "classes":
             names = self._class_names or getattr(self.view, "class_names", None)
             return str(names[index]) if names else str(index)
         return f"[{index}]"
@@ -245,7 +257,7 @@ class Interventions(Companion):
         self._refresh()
 
     def _refresh(self) -> None:
-        if self.view is None or self._before_all is None or self._quiet:
+        if self.view is None or self.comparison is None or self._quiet:
             return
         with self.reporting_errors("applying the edit"):
             self._apply(self.mode, self.strength, self._vector)
@@ -261,21 +273,42 @@ class Interventions(Companion):
         with self.probe.edit({self.view.layer: edit}):
             return self.probe.run(inputs, []).output
 
+    def _memo(self, name: str, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()``, or what it gave for the same key the last time ``name`` was asked for."""
+        held = self._memos.get(name)
+        if held is None or held[0] != key:
+            held = self._memos[name] = (key, compute())
+        return held[1]
+
     def _apply(self, mode: str, strength: float, vector: torch.Tensor | None) -> None:
         """Compute everything for this edit first, then publish it: an error (in the model, say) leaves
-        the panel as it was."""
+        the panel as it was. Batch and sample readouts are remembered per input, layer and edit: another
+        example or position of the explorer, or the same edit again, runs no model."""
         view = self.view
+        inputs, examples, example = view.inputs, getattr(view, "examples", None), view.example
+        kind, before = self._memo("before", (_Same(inputs),), lambda: self._before_readouts(inputs))
         edit = self._edit_for(mode, strength, vector)
-        after = self._before_all
+        edited = (kind, view.layer, mode, strength, tuple(self.selected_units), _Same(vector))
+        after = before
         if edit is not None:
-            after = self._readout(self._run_edited(view.inputs, edit), self.kind, view.inputs)
-        effect, effect_text = self._sample_effect(edit)
-        comparison = compare(self.kind, self._before_all[view.example], after[view.example], self._name, self._k)
+            after = self._memo(
+                "after", (_Same(inputs), *edited), lambda: self._readout(self._run_edited(inputs, edit), kind, inputs)
+            )
+        effect, effect_text = {}, ""
+        if examples is not None:
+            effect, effect_text = self._memo(
+                "effect", (_Same(examples), *edited), lambda: self._sample_effect(examples, kind, edit)
+            )
+        comparison = compare(kind, before[example], after[example], partial(self._name, kind), self._k)
         summary = comparison.summary if edit is not None else "select units to edit (nothing is edited)"
-        self._after_all, self.comparison, self.effect = after, comparison, effect
+        self._before, self._after = before[example], after[example]
+        self.comparison, self.effect = comparison, effect
         self._quiet = True
         try:
             with self.hold_sync():
+                if kind != self.kind:
+                    self.set_trait("kind", kind)
+                    self.show(self._figure(kind))
                 self.mode, self.strength = mode, strength
                 if vector is not self._vector:
                     self._set_vector(vector)
@@ -287,35 +320,30 @@ class Interventions(Companion):
 
     # -- the sample ----------------------------------------------------------------------------
 
-    def _sample_readouts(self, edit: Edit | None) -> np.ndarray:
-        examples, rows = self.view.examples, []
-        indices = self.sample_indices
+    def _sample_readouts(self, examples: Any, kind: str, edit: Edit | None) -> np.ndarray:
+        rows, indices = [], self.sample_indices
         for start in range(0, len(indices), SAMPLE_BATCH):
             inputs = examples.batch(indices[start : start + SAMPLE_BATCH].tolist())
             output = self.probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit)
-            rows.append(self._readout(output, self.kind, inputs))
+            rows.append(self._readout(output, kind, inputs))
         return np.concatenate(rows)
 
-    def _sample_effect(self, edit: Edit | None) -> tuple[dict[str, Any], str]:
-        examples = getattr(self.view, "examples", None)
-        if examples is None:
-            return {}, ""
-        if self._sample_before is None or self._sample_of is not examples:  # once per data set
-            self._sample_before, self._sample_of = self._sample_readouts(None), examples
-        before = self._sample_before
-        after = before if edit is None else self._sample_readouts(edit)
+    def _sample_effect(self, examples: Any, kind: str, edit: Edit | None) -> tuple[dict[str, Any], str]:
+        key = (_Same(examples), kind)  # once per data set, not per edit
+        before = self._memo("sample before", key, lambda: self._sample_readouts(examples, kind, None))
+        after = before if edit is None else self._sample_readouts(examples, kind, edit)
         count = len(before)
-        if self.kind == "vector":
+        if kind == "vector":
             similarity = float(np.mean([cosine_similarity(b, a) for b, a in zip(before, after, strict=True)]))
             text = f"over {count} examples of the data: mean cosine similarity of the output {similarity:.3f}"
             return {"examples": count, "cosine_similarity": similarity}, text
         changed = int(top1_changed(before, after).sum())
         effect: dict[str, Any] = {"examples": count, "changed": changed}
         # For a language model: the one prediction the panel shows, at the [MASK] or the last token.
-        what = "top class" if self.kind == "classes" else "top predicted token"
+        what = "top class" if kind == "classes" else "top predicted token"
         parts = [f"{what} changed on {changed} ({changed / count:.0%})"]
-        if self._labels is not None and self.kind == "classes":
-            labels = self._labels[self.sample_indices - self.view.examples.start_index]
+        if self._labels is not None and kind == "classes":
+            labels = self._labels[self.sample_indices - examples.start_index]
             effect.update(accuracy_before=accuracy(before, labels), accuracy_after=accuracy(after, labels))
             parts.insert(0, f"accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%}")
         text = f"over {count} examples of the data: {'; '.join(parts)}"

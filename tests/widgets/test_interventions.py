@@ -94,6 +94,39 @@ def test_another_example_and_layer_of_the_explorer(panel, explorer):
     assert default == pytest.approx(values.max()) and low < 0 < values.max() < high
 
 
+def count_runs(probe, monkeypatch) -> list:
+    """Every forward pass of ``probe`` from now on, edited or not, appends its inputs to the list."""
+    runs, run = [], probe.run
+    monkeypatch.setattr(
+        probe, "run", lambda inputs, *args, **kwargs: runs.append(inputs) or run(inputs, *args, **kwargs)
+    )
+    return runs
+
+
+def test_another_example_or_position_or_the_same_edit_runs_no_model(panel, explorer, monkeypatch):
+    explorer.layer = "relu2"  # positions to click on
+    panel.mode, panel.strength = "clamp", 8.0
+    runs = count_runs(explorer.probe, monkeypatch)
+    explorer.example = 2
+    explorer.position = 5
+    explorer.example = 3
+    assert runs == []  # the batch's readouts before and after are kept, and the sample does not depend on them
+    expected = hand_probabilities(explorer.probe, explorer.inputs, "relu2", nw.clamp([2], 8.0))
+    np.testing.assert_allclose(panel.after, expected[3], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(panel.source.data["after"], expected[3], rtol=1e-5, atol=1e-7)
+    assert panel.summary == panel.comparison.summary and panel.comparison.summary.startswith("p(")
+    frontend = FakeFrontend(panel)
+    runs.clear()
+    assert request(frontend, "clamp", 8.0)["ok"]  # the same edit again
+    assert runs == []
+    assert request(frontend, "clamp", 4.0, request_id=2)["ok"]
+    assert len(runs) == 1 + 4  # the batch, and the sample's 256 examples in batches of 64; its "before" is kept
+    runs.clear()
+    panel.strength = 4.0
+    assert request(frontend, "clamp", 4.0, request_id=3)["ok"]
+    assert runs == []
+
+
 def test_sample_effect_equals_a_hand_computation(panel, explorer, digits):
     panel.mode, panel.strength = "scale", -1.0
     indices = panel.sample_indices
@@ -205,6 +238,37 @@ def test_a_model_error_is_shown_and_leaves_the_model_unedited():
         model[3](model[2](torch.relu(model[0](explorer.inputs)).index_fill(1, torch.tensor([0]), 2.0))), 1
     )
     np.testing.assert_allclose(panel.after, expected[1].detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_a_failed_input_change_keeps_before_and_after_of_one_input():
+    class Refuses(torch.nn.Module):
+        armed = False
+
+        def forward(self, x):
+            if self.armed and x.abs().max() > 100:
+                raise RuntimeError("activation too large")
+            return x
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), Refuses())
+    inputs = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    explorer = nw.explore(model, inputs, layer="1")
+    explorer.selected_units, explorer.example = [0], 2
+    panel = Interventions(explorer, mode="clamp", strength=1e6)
+    before, after = panel.before.copy(), panel.after.copy()
+    model[3].armed = True  # the unedited model still runs; the edited one raises
+    explorer.set_input(inputs[3:])
+    assert "following the current input" in panel.error and "activation too large" in panel.error
+    np.testing.assert_array_equal(panel.before, before)  # both still of example 2 of the first batch
+    np.testing.assert_array_equal(panel.after, after)
+    np.testing.assert_allclose(panel.source.data["before"], before, rtol=1e-6)
+    np.testing.assert_allclose(panel.source.data["after"], after, rtol=1e-6)
+    assert explorer.probe._edits == {}
+    model[3].armed = False
+    panel.strength = 2.0
+    assert panel.error == ""
+    np.testing.assert_allclose(panel.before, torch.softmax(model(inputs[3:]), 1)[0].detach().numpy(), rtol=1e-5)
+    expected = hand_probabilities(explorer.probe, inputs[3:], "1", nw.clamp([0], 2.0))
+    np.testing.assert_allclose(panel.after, expected[0], rtol=1e-5, atol=1e-7)
 
 
 def test_output_override_and_bad_arguments(explorer):
