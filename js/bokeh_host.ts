@@ -8,9 +8,11 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
 import { element } from "./lib/ui";
 
+type Patches = Record<string, Record<string, unknown>>; // model id → properties (see BokehHost.update)
+
 export interface BokehState {
   item: string; // the figure's JSON item, as text (see bokeh_host.py)
-  patches: Record<string, Record<string, unknown>>;
+  patches: Patches;
   selections: Record<string, number[]>;
   _bokehjs: string;
   error: string;
@@ -81,6 +83,19 @@ function unpack(value: unknown): unknown {
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unpack(v)]));
 }
 
+function asDataView(buffer: DataView | ArrayBuffer | ArrayBufferView): DataView {
+  if (buffer instanceof DataView) return buffer;
+  if (buffer instanceof ArrayBuffer) return new DataView(buffer);
+  return new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** Put a binary buffer back where the kernel took it out (ipywidgets' buffer paths). */
+function putAt(target: Record<string, unknown>, path: (string | number)[], value: unknown): void {
+  let node = target as Record<string | number, unknown>;
+  for (const key of path.slice(0, -1)) node = node[key] as Record<string | number, unknown>;
+  node[path[path.length - 1]] = value;
+}
+
 function documentOf(views: unknown): BokehDocument | null {
   // embed_item resolves to a ViewManager whose root views carry the document.
   const manager = views as { roots?: Iterable<{ model: { document: BokehDocument } }> };
@@ -131,6 +146,17 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
     plot.dataset.patched = String(Number(plot.dataset.patched ?? 0) + 1);
   };
 
+  // update() in the kernel sends only what changed: merge it into this model's `patches` (kept
+  // locally, so a saved notebook has every change) and set it on the drawn models.
+  const onMessage = (message: unknown, buffers: (DataView | ArrayBuffer | ArrayBufferView)[]) => {
+    const msg = message as { type?: string; patches?: Patches; buffer_paths?: (string | number)[][] };
+    if (msg?.type !== "patch" || !msg.patches) return;
+    (msg.buffer_paths ?? []).forEach((path, i) => putAt(msg.patches as Record<string, unknown>, path, asDataView(buffers[i])));
+    const merged: Patches = { ...model.get("patches") };
+    for (const [id, entry] of Object.entries(msg.patches)) merged[id] = { ...(merged[id] ?? {}), ...entry };
+    model.set("patches", merged);
+  };
+
   const draw = async () => {
     disconnect();
     doc = null;
@@ -176,6 +202,7 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
   model.on("change:item", drawReporting);
   model.on("change:patches", applyPatches);
   model.on("change:selections", fromKernel);
+  model.on("msg:custom", onMessage);
 
   return () => {
     disconnect();
@@ -183,6 +210,7 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
     model.off("change:item", drawReporting);
     model.off("change:patches", applyPatches);
     model.off("change:selections", fromKernel);
+    model.off("msg:custom", onMessage);
   };
 }
 

@@ -23,6 +23,7 @@ import traitlets
 from bokeh.embed import json_item
 from bokeh.model import Model
 from ipywidgets import widget_serialization
+from ipywidgets.widgets.widget import _remove_buffers
 
 from .base import NeuroWidget, bundle
 from .wire import encode
@@ -107,13 +108,32 @@ class BokehHost(NeuroWidget):
 
     def update(self, model: Model, **properties: Any) -> None:
         """Set ``properties`` on ``model`` here (so the Python figure stays the truth, e.g. for a
-        report) and on the drawn model in the page, in place."""
+        report) and on the drawn model in the page, in place.
+
+        Only the change travels, as a "patch" message (arrays as binary buffers); the page merges it
+        into its copy of ``patches``, which a saved notebook keeps. ``patches`` here holds every
+        model's latest properties, for a page that connects later."""
         for name, value in properties.items():
             setattr(model, name, value)
-        patches = dict(self.patches)
-        self._revision = getattr(self, "_revision", 0) + 1  # the page sets only entries it has not set yet
-        patches[model.id] = {**patches.get(model.id, {}), **properties, REVISION: self._revision}
-        self.patches = patches
+        self._revision += 1  # the page sets only entries it has not set yet
+        change = {**properties, REVISION: self._revision}
+        self._patching = True
+        try:
+            self.patches = {**self.patches, model.id: {**self.patches.get(model.id, {}), **change}}
+        finally:
+            self._patching = False
+        if self.comm is not None:
+            delta, paths, buffers = _remove_buffers(_patch_to_json({model.id: change}, self))
+            self.send({"type": "patch", "patches": delta, "buffer_paths": paths}, buffers)
+
+    _revision = 0
+    _patching = False
+
+    def _should_send_property(self, key: str, value: Any) -> bool:
+        # While update() records a change, the whole ``patches`` is not sent: the change alone is.
+        if key == "patches" and self._patching:
+            return False
+        return super()._should_send_property(key, value)
 
     def select(self, source: str, indices: list[int], quiet: bool = False) -> None:
         """Select ``indices`` of the selectable source named ``source`` (in the page too).

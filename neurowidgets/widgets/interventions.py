@@ -124,14 +124,9 @@ class Interventions(Companion):
                 raise ValueError("labels need the explorer's data: nw.explore(model, inputs, data=...)")
             if len(self._labels) != len(examples):
                 raise ValueError(f"{len(self._labels)} labels for {len(examples)} examples of the explorer's data")
-        try:
-            super().__init__(follow=view, **kwargs)
-            if self._labels is not None and self.kind != "classes":
-                raise ValueError(f"labels are for classifiers; this model's output reads as {self.kind!r}")
-        except Exception:
-            self.unfollow()  # a panel that failed must not stay linked to the explorer
-            self.close()
-            raise
+        super().__init__(follow=view, **kwargs)  # a failure from here on releases the explorer (Companion)
+        if self._labels is not None and self.kind != "classes":
+            raise ValueError(f"labels are for classifiers; this model's output reads as {self.kind!r}")
 
     # -- public --------------------------------------------------------------------------------
 

@@ -46,6 +46,22 @@ class FakeFrontend:
                 return state[name]
         raise AssertionError(f"the widget never sent {name!r}; sent: {[list(s) for s in self.updates()]}")
 
+    def patches(self) -> dict:
+        """What the page holds as a BokehHost's ``patches``: the last state sent, with every "patch"
+        message after it merged in (buffers put back), as js/bokeh_host.ts does."""
+        merged: dict = {}
+        for msg, buffers in self.sent:
+            if msg.get("method") == "update" and "patches" in msg["state"]:
+                state = copy.deepcopy(msg["state"])
+                _put_buffers(state, msg.get("buffer_paths", []), buffers)
+                merged = state["patches"]
+            elif msg.get("method") == "custom" and msg["content"].get("type") == "patch":
+                delta = copy.deepcopy(msg["content"]["patches"])
+                _put_buffers(delta, msg["content"]["buffer_paths"], buffers)
+                for model_id, entry in delta.items():
+                    merged[model_id] = {**merged.get(model_id, {}), **entry}
+        return merged
+
     def last_array(self, name: str) -> np.ndarray:
         wire = self.last(name)
         assert isinstance(wire["data"], (bytes, memoryview)), "arrays travel as binary buffers"

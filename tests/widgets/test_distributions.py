@@ -111,7 +111,7 @@ def test_current_input_follows_the_explorer(scan, explorer):
     explorer.position = 5
     assert current() == pytest.approx({u: values[2, 5, u] for u in (0, 9)})
     check_unit(dist, scan["relu2"], 9, SERIES_COLOURS[1])
-    sent = frontend.last("patches")[dist.sources[CURRENT].id]["data"]["x"]
+    sent = frontend.patches()[dist.sources[CURRENT].id]["data"]["x"]
     assert isinstance(sent["data"], (bytes, memoryview))
     assert dist.item is item  # every change went through update: nothing re-embedded
 

@@ -65,7 +65,7 @@ def test_after_equals_the_model_under_probe_edit_by_hand(panel, explorer, mode, 
     np.testing.assert_allclose(panel.before, torch.softmax(probe.run(inputs).output, 1)[0].numpy(), rtol=1e-5)
     # The figure's source, here and as sent to the page, holds the same "after" for classes 0…9.
     np.testing.assert_allclose(panel.source.data["after"], expected[0], rtol=1e-5, atol=1e-7)
-    sent = frontend.last("patches")[panel.source.id]["data"]
+    sent = frontend.patches()[panel.source.id]["data"]
     np.testing.assert_allclose(decode(sent["after"]), expected[0], rtol=1e-5, atol=1e-7)
     assert sent["label"] == [str(c) for c in range(10)]
     assert panel.plot.title.text == panel.summary == panel.comparison.summary
@@ -353,10 +353,10 @@ def test_masked_lm_after_is_the_log_prob_at_the_mask_by_hand(tokenizer, masked_l
     top = set(np.argsort(-before)[:8].tolist()) | set(np.argsort(-expected)[:8].tolist())
     assert set(panel.comparison.index.tolist()) == top
     assert set(panel.comparison.labels) == set(tokenizer.convert_ids_to_tokens(sorted(top)))
-    sent = frontend.last("patches")[panel.source.id]["data"]
+    sent = frontend.patches()[panel.source.id]["data"]
     assert sent["label"] == panel.comparison.labels
     np.testing.assert_allclose(decode(sent["change"]), panel.comparison.change, rtol=1e-5, atol=1e-5)
-    assert frontend.last("patches")[panel.plot.y_range.id]["factors"] == panel.comparison.labels[::-1]
+    assert frontend.patches()[panel.plot.y_range.id]["factors"] == panel.comparison.labels[::-1]
     # The sample: the top token at each text's [MASK] (else its last token), with and without the edit.
     inputs = explorer.examples.batch(panel.sample_indices.tolist())
     positions = [

@@ -135,14 +135,14 @@ def test_update_patches_models_in_place(hot_scan):
     item = health.item
     source = health.sources[DEAD]
     health.update(source, data={**health.table, "dead": np.array([0.5, 0.25, 0.0])})
-    patch = frontend.last("patches")[source.id]
+    patch = frontend.patches()[source.id]
     assert isinstance(patch["data"]["dead"]["data"], (bytes, memoryview))  # arrays travel as binary
     assert list(patch["data"]["layer"]) == LAYERS
     assert health.item is item  # nothing re-embedded
     assert list(source.data["dead"]) == [0.5, 0.25, 0.0]  # the Python figure stays the truth
     first = patch["__revision__"]
     health.update(health.figure.children[0].title, text="changed")
-    patches = frontend.last("patches")
+    patches = frontend.patches()
     assert patches[source.id]["__revision__"] == first < patches[health.figure.children[0].title.id]["__revision__"]
 
 
