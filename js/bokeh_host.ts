@@ -107,6 +107,23 @@ function sameIndices(a: number[], b: number[] | undefined): boolean {
   return !!b && a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** For the model's lifetime, not a view's: update() in the kernel sends only what changed ("patch"
+ * messages); merge each into the model's `patches` (kept locally, so that a saved notebook has every
+ * change, drawn or not), which every view then sets on its drawn models. */
+export function initializeBokeh({ model }: { model: AnyModel<BokehState> }): () => void {
+  const onMessage = (message: unknown, buffers: (DataView | ArrayBuffer | ArrayBufferView)[]) => {
+    const msg = message as { type?: string; patches?: Patches; buffer_paths?: (string | number)[][] };
+    if (msg?.type !== "patch" || !msg.patches) return;
+    const delta = msg.patches as Record<string, unknown>;
+    (msg.buffer_paths ?? []).forEach((path, i) => putAt(delta, path, asDataView(buffers[i])));
+    const merged: Patches = { ...model.get("patches") };
+    for (const [id, entry] of Object.entries(msg.patches)) merged[id] = { ...(merged[id] ?? {}), ...entry };
+    model.set("patches", merged);
+  };
+  model.on("msg:custom", onMessage);
+  return () => model.off("msg:custom", onMessage);
+}
+
 /** Draw the figure of a BokehHost model into `parent`; returns the cleanup. Other views reuse it. */
 export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): () => void {
   const errorBox = element("div", "nw-error", parent);
@@ -144,17 +161,6 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
       applied.set(id, revision);
     }
     plot.dataset.patched = String(Number(plot.dataset.patched ?? 0) + 1);
-  };
-
-  // update() in the kernel sends only what changed: merge it into this model's `patches` (kept
-  // locally, so a saved notebook has every change) and set it on the drawn models.
-  const onMessage = (message: unknown, buffers: (DataView | ArrayBuffer | ArrayBufferView)[]) => {
-    const msg = message as { type?: string; patches?: Patches; buffer_paths?: (string | number)[][] };
-    if (msg?.type !== "patch" || !msg.patches) return;
-    (msg.buffer_paths ?? []).forEach((path, i) => putAt(msg.patches as Record<string, unknown>, path, asDataView(buffers[i])));
-    const merged: Patches = { ...model.get("patches") };
-    for (const [id, entry] of Object.entries(msg.patches)) merged[id] = { ...(merged[id] ?? {}), ...entry };
-    model.set("patches", merged);
   };
 
   const draw = async () => {
@@ -202,7 +208,8 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
   model.on("change:item", drawReporting);
   model.on("change:patches", applyPatches);
   model.on("change:selections", fromKernel);
-  model.on("msg:custom", onMessage);
+  // Patch messages sent before this model was set up (its initialize) were lost: ask for them all.
+  model.send({ type: "request", id: `sync-${Math.random().toString(36).slice(2)}`, kind: "sync_patches", args: {} });
 
   return () => {
     disconnect();
@@ -210,7 +217,6 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
     model.off("change:item", drawReporting);
     model.off("change:patches", applyPatches);
     model.off("change:selections", fromKernel);
-    model.off("msg:custom", onMessage);
   };
 }
 
@@ -219,4 +225,4 @@ function render({ model, el }: RenderProps<BokehState>): () => void {
   return renderBokeh(model, el);
 }
 
-export default { render };
+export default { initialize: initializeBokeh, render };

@@ -4,7 +4,7 @@
 // Token text reaches the page only through textContent and bokeh's own text rendering.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { renderBokeh, type BokehState } from "./bokeh_host";
+import { initializeBokeh, renderBokeh, type BokehState } from "./bokeh_host";
 import { Requests, Superseded } from "./lib/requests";
 import { element, labelledSelect, setOptions } from "./lib/ui";
 
@@ -135,4 +135,4 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
   };
 }
 
-export default { render };
+export default { initialize: initializeBokeh, render };

@@ -25,7 +25,7 @@ from bokeh.model import Model
 from ipywidgets import widget_serialization
 from ipywidgets.widgets.widget import _remove_buffers
 
-from .base import NeuroWidget, bundle
+from .base import NeuroWidget, bundle, handles
 from .wire import encode
 
 _BOKEHJS_PATH = pathlib.Path(bokeh.__file__).resolve().parent / "server" / "static" / "js" / "bokeh.min.js"
@@ -128,6 +128,11 @@ class BokehHost(NeuroWidget):
 
     _revision = 0
     _patching = False
+
+    @handles("sync_patches")
+    def _sync_patches(self) -> None:
+        """A new view asks for every patch: those sent before its model was ready were lost."""
+        self.send_state("patches")
 
     def _should_send_property(self, key: str, value: Any) -> bool:
         # While update() records a change, the whole ``patches`` is not sent: the change alone is.

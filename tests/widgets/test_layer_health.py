@@ -15,6 +15,7 @@ import neurowidgets as nw
 from neurowidgets.datasets import digits
 from neurowidgets.widgets.bokeh_host import BokehHost, bokehjs_source
 from neurowidgets.widgets.layer_health import DEAD, DENSITY, SATURATED, LayerHealth
+from neurowidgets.widgets.wire import decode
 
 LAYERS = ["relu1", "relu2", "relu3"]
 
@@ -188,3 +189,11 @@ def test_a_click_that_fails_is_shown_and_changes_nothing(hot_scan):
     assert "'relu2'" in health.error and "LayerError" in health.error
     assert explorer.layer == health.layer == "2" and not explorer.error
     assert health.selections == {DEAD: [], SATURATED: [], DENSITY: []}
+
+
+def test_a_new_view_gets_every_patch_on_request(hot_scan):
+    health = LayerHealth(hot_scan)
+    health.update(health.sources[DEAD], data={**health.table, "dead": np.array([0.5, 0.25, 0.0])})
+    frontend = FakeFrontend(health)  # a view that connects after the patch message went out
+    frontend.custom({"type": "request", "id": "sync-1", "kind": "sync_patches", "args": {}})
+    assert decode(frontend.patches()[health.sources[DEAD].id]["data"]["dead"]).tolist() == [0.5, 0.25, 0.0]
