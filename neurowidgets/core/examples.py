@@ -65,6 +65,13 @@ class Examples:
             item = item[0]
         return item
 
+    def sample(self, count: int, seed: int = 0) -> np.ndarray:
+        """The global indices of ``count`` examples, a seeded random choice without repeats, in order;
+        all of them when there are no more. The views that summarise a sample of the data share it."""
+        n = len(self.data)
+        local = np.arange(n) if n <= count else np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+        return local + self.start_index
+
     def get(self, index: int) -> Any:
         """One example as the data holds it (a string, or a tensor without batch dimension)."""
         return self._item(index)

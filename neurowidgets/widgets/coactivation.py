@@ -99,9 +99,7 @@ class CoActivation(Companion):
         if examples is None:
             return None
         if self._sample[0] is not examples:
-            n = len(examples)
-            local = np.arange(n) if n <= self.sample else np.random.default_rng(self.seed).choice(n, self.sample, False)
-            self._sample = (examples, examples.start_index + np.sort(local))
+            self._sample = (examples, examples.sample(self.sample, self.seed))
         return self._sample[1]
 
     def activations(self, layer: str | None = None) -> np.ndarray:

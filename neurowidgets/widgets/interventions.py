@@ -163,10 +163,7 @@ class Interventions(Companion):
     @property
     def sample_indices(self) -> np.ndarray:
         """The examples of the explorer's data the sample effect is computed on (global indices)."""
-        examples = self.view.examples
-        count = min(self._sample, len(examples))
-        local = np.unique(np.linspace(0, len(examples) - 1, count).round().astype(np.int64))
-        return local + examples.start_index
+        return self.view.examples.sample(self._sample)
 
     def steer_with(
         self, vector: Sequence[float] | np.ndarray | torch.Tensor | None, alpha: float | None = None
