@@ -72,6 +72,18 @@ class Examples:
         local = np.arange(n) if n <= count else np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
         return local + self.start_index
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the items are (inputs, label) pairs, as a labelled Dataset gives them."""
+        first = self.data[0] if len(self.data) else None
+        return not self.is_text and isinstance(first, (tuple, list)) and len(first) == 2
+
+    def labels(self, indices: Sequence[int]) -> np.ndarray:
+        """The labels of these examples of a labelled dataset (see :attr:`labelled`)."""
+        if not self.labelled:
+            raise ValueError("these examples have no labels: the data's items are not (inputs, label) pairs")
+        return np.array([int(self.data[int(i) - self.start_index][1]) for i in indices])
+
     def get(self, index: int) -> Any:
         """One example as the data holds it (a string, or a tensor without batch dimension)."""
         return self._item(index)

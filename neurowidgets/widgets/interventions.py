@@ -70,9 +70,10 @@ class Interventions(Companion):
     - The output is read as class probabilities (a (batch, classes) output), as log-probabilities of the
       next or masked token (a language model's logits, with a text explorer's tokenizer), or as a vector
       whose most changed components are shown (anything else); ``output=`` overrides the choice.
-    - With the explorer's data (``explore(..., data=...)``): the effect over ``sample`` examples of it,
-      evenly spaced: the accuracy before and after when ``labels`` (one per example of the data) are
-      given, else how many examples' top prediction changes (mean cosine similarity for vectors).
+    - With the explorer's data (``explore(..., data=...)``): the effect over ``sample`` examples of it
+      (``Examples.sample``, the sample CoActivation uses): how many examples' top prediction changes
+      (mean cosine similarity for vectors), and the accuracy before and after when there are labels:
+      ``labels`` (one per example of the data), or those of a labelled dataset's (inputs, label) items.
 
     Synced: ``mode``, ``strength``, ``ranges`` (per mode ``[min, max, step, default]`` for the slider;
     clamp values follow the layer's activations on the current input), ``kind``, ``summary``,
@@ -334,8 +335,12 @@ class Interventions(Companion):
         # For a language model: the one prediction the panel shows, at the [MASK] or the last token.
         what = "top class" if kind == "classes" else "top predicted token"
         parts = [f"{what} changed on {changed} ({changed / count:.0%})"]
-        if self._labels is not None and kind == "classes":
+        labels = None
+        if self._labels is not None:
             labels = self._labels[self.sample_indices - examples.start_index]
+        elif examples.labelled:  # a labelled dataset carries its own
+            labels = examples.labels(self.sample_indices)
+        if labels is not None and kind == "classes":
             effect.update(accuracy_before=accuracy(before, labels), accuracy_after=accuracy(after, labels))
             parts.insert(0, f"accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%}")
         text = f"over {count} examples of the data: {'; '.join(parts)}"

@@ -406,3 +406,20 @@ def test_an_encoder_output_is_compared_as_a_vector(tokenizer):
     assert panel.effect == {"examples": len(DATA), "cosine_similarity": pytest.approx(float(cosines.mean()))}
     with pytest.raises(ValueError, match="labels are for classifiers"):
         Interventions(explorer, labels=[0] * len(DATA))
+
+
+def test_a_labelled_dataset_gives_the_accuracy_without_labels(digits):
+    data = digits
+    pairs = torch.utils.data.TensorDataset(data.test_images, data.test_labels)  # (image, label) items
+    explorer = nw.explore(data.model, data.test_images[:2], layer="relu3", data=pairs, selected_units=[39, 20])
+    panel = Interventions(explorer, sample=64)
+    panel.mode, panel.strength = "scale", -1.0
+    indices = torch.as_tensor(panel.sample_indices)
+    probe = explorer.probe
+    labels = data.test_labels[indices]
+    before = (probe.run(data.test_images[indices]).output.argmax(1) == labels).float().mean().item()
+    with probe.edit({"relu3": nw.scale([39, 20], -1.0)}):
+        after = (probe.run(data.test_images[indices]).output.argmax(1) == labels).float().mean().item()
+    assert panel.effect["accuracy_before"] == pytest.approx(before)
+    assert panel.effect["accuracy_after"] == pytest.approx(after)
+    assert panel.sample_effect.startswith(f"over 64 examples of the data: accuracy {before:.1%} → {after:.1%}")
