@@ -75,6 +75,16 @@ def _patch_to_json(patches: dict, widget: Any) -> dict:
 REVISION = "__revision__"
 
 
+def padded_extent(values: Any, margin: float = 0.05) -> tuple[float, float]:
+    """(start, end) of an axis showing every finite value with a margin (a fraction of their span;
+    ±0.5 around a single value; [0, 1] when there is none)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = margin * (high - low) or 0.5
+    return low - pad, high + pad
+
+
 class BokehHost(NeuroWidget):
     """Shows ``figure`` (any bokeh layout/model).
 

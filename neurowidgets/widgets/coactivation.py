@@ -14,6 +14,7 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from ..core import Probe
+from .bokeh_host import padded_extent
 from .companion import Companion
 from .layer_view import LayerView
 from .wire import to_numpy
@@ -215,10 +216,8 @@ class CoActivation(Companion):
         self.update(self.sources[PAIR], data={"x": [s[0] for s in shown], "y": [s[1] for s in shown]})
         self.update(self.sources[SCATTER], data={"x": x, "y": y, "example": examples})
         for axis_range, values in ((self._scatter.x_range, x), (self._scatter.y_range, y)):
-            finite = values[np.isfinite(values)]
-            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            pad = 0.05 * (high - low) or 0.5
-            self.update(axis_range, start=low - pad, end=high + pad)
+            start, end = padded_extent(values)
+            self.update(axis_range, start=start, end=end)
         self.update(self._scatter.xaxis[0], axis_label=f"unit {a} (max over positions)")
         self.update(self._scatter.yaxis[0], axis_label=f"unit {b} (max over positions)")
         text = undefined_because(np.stack([x, y], axis=1)) if np.isnan(r) else f"{r:.3f}"

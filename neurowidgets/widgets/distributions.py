@@ -12,6 +12,7 @@ from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Rang
 from bokeh.plotting import figure
 
 from ..core.scan import ScanResult, check_scan
+from .bokeh_host import padded_extent
 from .companion import Companion
 from .layer_view import LayerView
 
@@ -145,11 +146,9 @@ def fit_ranges(apply: Any, fig: Any, current: Any, sources: dict[str, ColumnData
     low, high = y_start(units), max(np.asarray(bins["top"]).tolist(), default=1) * 4
     apply(fig.y_range, start=low, end=high)
     apply(current.glyph, y0=low, y1=high)
-    xs = [*np.asarray(bins["left"]).tolist(), *np.asarray(bins["right"]).tolist(), *np.asarray(top["x"]).tolist()]
-    xs += [v for v in np.asarray(now["x"]).tolist() if np.isfinite(v)]
-    left, right = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    pad = 0.04 * (right - left) or 0.5
-    apply(fig.x_range, start=left - pad, end=right + pad)
+    start, end = padded_extent(np.concatenate([np.asarray(c, dtype=np.float64).ravel() for c in (
+        bins["left"], bins["right"], top["x"], now["x"])]), margin=0.04)  # fmt: skip
+    apply(fig.x_range, start=start, end=end)
 
 
 class Distributions(Companion):
