@@ -28,19 +28,26 @@ def nb7(page, notebook_server):
         notebook_server.shutdown_sessions()
 
 
-def test_notebook7_quickstart_grid_click(nb7):
-    page, server = nb7
-    page.goto(f"{server.url}/notebooks/{urllib.parse.quote('quickstart.ipynb')}")
+def run_all(page, server, name: str, last: str):
+    """Open notebook ``name`` in Notebook 7, Run All, and wait until the kernel has the variable
+    ``last``; returns a client of that kernel."""
+    page.goto(f"{server.url}/notebooks/{urllib.parse.quote(name)}")
     page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible")
     # Notebook 7 has no "(ipykernel) | Idle" status bar: ask the server until the kernel is idle.
     deadline = time.monotonic() + KERNEL_READY_TIMEOUT
     while not any((s.get("kernel") or {}).get("execution_state") == "idle" for s in server.sessions()):
         assert time.monotonic() < deadline, f"no idle kernel: {server.sessions()}"
         time.sleep(0.2)
-    client = kernel_client(server, "quickstart.ipynb")
+    client = kernel_client(server, name)
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
     page.locator('li[data-command="runmenu:run-all"]').click()
-    poll_kernel(client, "print('explorer' in globals())", "True", timeout=RUN_ALL_TIMEOUT)
+    poll_kernel(client, f"print({last!r} in globals())", "True", timeout=RUN_ALL_TIMEOUT)
+    return client
+
+
+def test_notebook7_quickstart_grid_click(nb7):
+    page, server = nb7
+    client = run_all(page, server, "quickstart.ipynb", "explorer")
 
     grid = page.locator(".nw-grid").first
     canvas = grid.locator("canvas.nw-grid-canvas")
@@ -83,16 +90,7 @@ def test_notebook7_bokeh_plot_offline_linked_to_the_explorer(nb7):
     # Only remote requests are routed: intercepting Notebook 7's own requests keeps its kernel from starting.
     page.route(re.compile(r"^(?!(https?|wss?)://(127\.0\.0\.1|localhost)[:/]|data:|blob:)"), refuse)
     write_notebook(server, "bokeh_nb7.ipynb", BOKEH_CELLS)
-    page.goto(f"{server.url}/notebooks/bokeh_nb7.ipynb")
-    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible")
-    deadline = time.monotonic() + KERNEL_READY_TIMEOUT
-    while not any((s.get("kernel") or {}).get("execution_state") == "idle" for s in server.sessions()):
-        assert time.monotonic() < deadline, f"no idle kernel: {server.sessions()}"
-        time.sleep(0.2)
-    client = kernel_client(server, "bokeh_nb7.ipynb")
-    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-    page.locator('li[data-command="runmenu:run-all"]').click()
-    poll_kernel(client, "print('health' in globals())", "True", timeout=RUN_ALL_TIMEOUT)
+    client = run_all(page, server, "bokeh_nb7.ipynb", "health")
 
     host = page.locator(".nw-bokeh-host").first
     host.locator(".nw-bokeh-plot[data-ready='1']").wait_for()

@@ -11,23 +11,7 @@ import torch
 from frontend import FakeFrontend
 
 import neurowidgets as nw
-from neurowidgets.datasets import digits
 from neurowidgets.widgets.coactivation import MATRIX, PAIR, SCATTER, CoActivation, max_activations
-
-
-@pytest.fixture(scope="module")
-def data():
-    return digits()
-
-
-@pytest.fixture(scope="module")
-def scan(data):
-    return nw.scan(data.model, data.test_images, ["relu2", "relu3"], k=4, progress=False, cache=False)
-
-
-@pytest.fixture
-def explorer(data, scan):
-    return nw.explore(data.model, data.test_images[:4], layer="relu3", data=data.test_images, scan=scan)
 
 
 def by_hand(explorer, layer: str, indices) -> np.ndarray:

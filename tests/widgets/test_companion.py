@@ -5,25 +5,8 @@ from __future__ import annotations
 import pytest
 from traitlets import TraitError
 
-import neurowidgets as nw
-from neurowidgets.datasets import digits
 from neurowidgets.widgets.coactivation import MATRIX, CoActivation
 from neurowidgets.widgets.distributions import Distributions
-
-
-@pytest.fixture(scope="module")
-def data():
-    return digits()
-
-
-@pytest.fixture(scope="module")
-def scan(data):
-    return nw.scan(data.model, data.test_images, ["relu2", "relu3"], k=4, progress=False, cache=False)
-
-
-@pytest.fixture
-def explorer(data, scan):
-    return nw.explore(data.model, data.test_images[:2], layer="relu3", data=data.test_images, scan=scan)
 
 
 def observers(widget, name: str) -> int:

@@ -10,23 +10,7 @@ from frontend import FakeFrontend
 from traitlets import TraitError
 
 import neurowidgets as nw
-from neurowidgets.datasets import digits
 from neurowidgets.widgets.distributions import BINS, CURRENT, SERIES_COLOURS, TOP, Distributions
-
-
-@pytest.fixture(scope="module")
-def data():
-    return digits()
-
-
-@pytest.fixture(scope="module")
-def scan(data):
-    return nw.scan(data.model, data.test_images, ["relu2", "relu3"], k=8, progress=False, cache=False)
-
-
-@pytest.fixture
-def explorer(data, scan):
-    return nw.explore(data.model, data.test_images[:4], layer="relu3", data=data.test_images, scan=scan)
 
 
 def drawn(widget, name: str) -> dict[str, np.ndarray]:
