@@ -10,7 +10,8 @@ Fixtures
   page        (function) a fresh context + page, viewport 1400x1000; on failure a screenshot and
                          the browser console land in the artifacts dir
   lab         (function) the helpers below bound to `page` and `lab_server`:
-                         lab.open(name), lab.run_all(), lab.eval(expr), lab.poll(expr, expected),
+                         lab.open(name), lab.run_all(), lab.run_notebook(name, cells) (write, open,
+                         run all), lab.eval(expr), lab.poll(expr, expected),
                          lab.kernel(), lab.write_notebook(name, cells), lab.screenshot(locator, name)
   lab_saving_widgets (function) the same helpers on lab_server_saving_widgets
 
@@ -631,6 +632,13 @@ class Lab:
 
     def run_all(self, **kwargs: Any) -> None:
         run_all(self.page, **kwargs)
+
+    def run_notebook(self, name: str, cells: list[str]) -> Lab:
+        """Write a notebook of ``cells``, open it and run all its cells."""
+        self.write_notebook(name, cells)
+        self.open(name)
+        self.run_all()
+        return self
 
     def kernel(self, name: str | None = None) -> Any:
         key = name or self.name

@@ -48,9 +48,7 @@ def drawn_units(host, name: str) -> set[int]:
 
 def test_companions_follow_the_explorer_and_select_in_it(lab):
     page = lab.page
-    lab.write_notebook("companions.ipynb", CELLS)
-    lab.open("companions.ipynb")
-    lab.run_all()
+    lab.run_notebook("companions.ipynb", CELLS)
     hosts = page.locator(".nw-bokeh-host")
     for i in (0, 1):
         hosts.nth(i).locator(".nw-bokeh-plot[data-ready='1']").wait_for()

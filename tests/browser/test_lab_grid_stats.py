@@ -54,9 +54,7 @@ def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
 
 def test_brush_colour_by_scan_statistics_and_order_by_value(lab):
     page = lab.page
-    lab.write_notebook("grid_stats.ipynb", CELLS)
-    lab.open("grid_stats.ipynb")
-    lab.run_all()
+    lab.run_notebook("grid_stats.ipynb", CELLS)
     widget = page.locator(".nw-grid").first
     canvas = widget.locator("canvas.nw-grid-canvas")
     canvas.scroll_into_view_if_needed()

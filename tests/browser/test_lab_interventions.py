@@ -59,9 +59,7 @@ def kernel_bars(lab) -> dict:
 
 def test_interventions_panel_edits_live_in_the_page(lab):
     page = lab.page
-    lab.write_notebook("interventions.ipynb", CELLS)
-    lab.open("interventions.ipynb")
-    lab.run_all()
+    lab.run_notebook("interventions.ipynb", CELLS)
     panel = page.locator(".nw-interventions")
     panel.locator(".nw-bokeh-plot[data-ready='1']").wait_for()
     units_line = panel.locator(".nw-iv-units")
@@ -156,9 +154,7 @@ LM_CELLS = [
 
 def test_masked_language_model_tokens_in_the_page(lab):
     page = lab.page
-    lab.write_notebook("interventions_lm.ipynb", LM_CELLS)
-    lab.open("interventions_lm.ipynb")
-    lab.run_all()
+    lab.run_notebook("interventions_lm.ipynb", LM_CELLS)
     panel = page.locator(".nw-interventions")
     panel.locator(".nw-bokeh-plot[data-ready='1']").wait_for()
     assert panel.locator(".nw-iv-units").inner_text() == "units 1, 5, 9 of bert.encoder.layer.1.intermediate"

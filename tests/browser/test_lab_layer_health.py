@@ -38,9 +38,7 @@ def test_layer_health_renders_offline_and_opens_a_layer_in_the_explorer(lab):
             route.abort()
 
     page.route("**/*", only_local)
-    lab.write_notebook("layer_health.ipynb", CELLS)
-    lab.open("layer_health.ipynb")
-    lab.run_all()
+    lab.run_notebook("layer_health.ipynb", CELLS)
 
     hosts = page.locator(".nw-bokeh-host")
     hosts.nth(1).locator(".nw-bokeh-plot[data-ready='1']").wait_for()

@@ -67,9 +67,7 @@ def test_token_heatmap_in_lab(lab):
     page = lab.page
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    lab.write_notebook("token_heatmap.ipynb", CELLS)
-    lab.open("token_heatmap.ipynb")
-    lab.run_all()
+    lab.run_notebook("token_heatmap.ipynb", CELLS)
     widget = page.locator(".nw-heatmap").first
     widget.locator(".nw-heatmap-token").first.wait_for()
     widget.scroll_into_view_if_needed()
