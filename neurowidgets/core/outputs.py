@@ -196,6 +196,19 @@ def _unique(labels: list[str]) -> list[str]:
     return [f"{label} #{i}" if seen[label] > 1 else label for i, label in enumerate(labels)]
 
 
+def next_token_hits(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> tuple[int, int]:
+    """For a causal language model on a batch of texts: (hits, predictions) over every pair of
+    consecutive valid tokens, a hit when the top prediction at a token is the text's next token."""
+    if logits.ndim != 3 or tuple(logits.shape[:2]) != tuple(input_ids.shape):
+        raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}")
+    valid = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    scored = valid[:, :-1] & valid[:, 1:]
+    hits = (logits[:, :-1].argmax(dim=-1) == input_ids[:, 1:]) & scored
+    return int(hits.sum()), int(scored.sum())
+
+
 def top1_changed(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Per example (row): whether the top entry (class or token) differs after the edit."""
     return np.argmax(before, axis=1) != np.argmax(after, axis=1)

@@ -22,6 +22,7 @@ from ..core.outputs import (
     compare,
     cosine_similarity,
     logits_of,
+    next_token_hits,
     output_kind,
     readout,
     top1_changed,
@@ -73,7 +74,8 @@ class Interventions(Companion):
     - With the explorer's data (``explore(..., data=...)``): the effect over ``sample`` examples of it
       (``Examples.sample``, the sample CoActivation uses): how many examples' top prediction changes
       (mean cosine similarity for vectors), and the accuracy before and after when there are labels:
-      ``labels`` (one per example of the data), or those of a labelled dataset's (inputs, label) items.
+      ``labels`` (one per example of the data), or those of a labelled dataset's (inputs, label) items;
+      for a causal language model, the next-token accuracy on the sampled texts themselves.
 
     Synced: ``mode``, ``strength``, ``ranges`` (per mode ``[min, max, step, default]`` for the slider;
     clamp values follow the layer's activations on the current input), ``kind``, ``summary``,
@@ -313,18 +315,31 @@ class Interventions(Companion):
 
     # -- the sample ----------------------------------------------------------------------------
 
-    def _sample_readouts(self, examples: Any, kind: str, edit: Edit | None) -> np.ndarray:
-        rows, indices = [], self.sample_indices
+    def _causal(self, kind: str) -> bool:
+        """A language model that predicts the next token (a transformers model that can generate; a
+        masked language model cannot): its accuracy over the data's own texts is measurable."""
+        can_generate = getattr(self.probe.model, "can_generate", None)
+        return kind == "tokens" and callable(can_generate) and bool(can_generate())
+
+    def _sample_readouts(self, examples: Any, kind: str, edit: Edit | None) -> tuple[np.ndarray, tuple[int, int]]:
+        """The sample's readouts, and for a causal language model its next-token (hits, predictions)."""
+        rows, indices, hits, total = [], self.sample_indices, 0, 0
         for start in range(0, len(indices), SAMPLE_BATCH):
             inputs = examples.batch(indices[start : start + SAMPLE_BATCH].tolist())
             output = self.probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit)
             rows.append(self._readout(output, kind, inputs))
-        return np.concatenate(rows)
+            if self._causal(kind):
+                mask = inputs.get("attention_mask")
+                batch_hits, batch_total = next_token_hits(
+                    logits_of(output).cpu(), inputs["input_ids"].cpu(), None if mask is None else mask.cpu()
+                )
+                hits, total = hits + batch_hits, total + batch_total
+        return np.concatenate(rows), (hits, total)
 
     def _sample_effect(self, examples: Any, kind: str, edit: Edit | None) -> tuple[dict[str, Any], str]:
         key = (_Same(examples), kind)  # once per data set, not per edit
-        before = self._memo("sample before", key, lambda: self._sample_readouts(examples, kind, None))
-        after = before if edit is None else self._sample_readouts(examples, kind, edit)
+        before, hits_before = self._memo("sample before", key, lambda: self._sample_readouts(examples, kind, None))
+        after, hits_after = (before, hits_before) if edit is None else self._sample_readouts(examples, kind, edit)
         count = len(before)
         if kind == "vector":
             similarity = float(np.mean([cosine_similarity(b, a) for b, a in zip(before, after, strict=True)]))
@@ -343,6 +358,13 @@ class Interventions(Companion):
         if labels is not None and kind == "classes":
             effect.update(accuracy_before=accuracy(before, labels), accuracy_after=accuracy(after, labels))
             parts.insert(0, f"accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%}")
+        if hits_before[1]:  # a causal language model: does it still predict the texts' next tokens?
+            effect.update(accuracy_before=hits_before[0] / hits_before[1], accuracy_after=hits_after[0] / hits_after[1])
+            parts.insert(
+                0,
+                f"next-token accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%} "
+                f"({hits_before[1]} predictions)",
+            )
         text = f"over {count} examples of the data: {'; '.join(parts)}"
         return effect, text
 

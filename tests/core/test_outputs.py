@@ -15,6 +15,7 @@ from neurowidgets.core.outputs import (
     compare,
     cosine_similarity,
     logits_of,
+    next_token_hits,
     output_kind,
     output_vectors,
     prediction_positions,
@@ -171,3 +172,15 @@ def test_top1_accuracy_and_cosine():
     assert cosine_similarity(np.array([1.0, 0.0]), np.array([0.0, 2.0])) == 0.0
     assert cosine_similarity(np.zeros(2), np.zeros(2)) == 1.0
     assert cosine_similarity(np.zeros(2), np.ones(2)) == 0.0
+
+
+def test_next_token_hits_count_consecutive_valid_tokens():
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    logits = torch.full((2, 4, 10), -1.0)
+    for row, col, top in [(0, 0, 6), (0, 1, 1), (0, 2, 0), (1, 0, 9), (1, 1, 0)]:
+        logits[row, col, top] = 1.0  # predicts 6 (hit), 1 (miss), then padding; 9 (hit), then padding
+    assert next_token_hits(logits, ids, mask) == (2, 3)
+    assert next_token_hits(logits, ids) == (5, 6)  # without a mask the padding counts too (it predicts 0s)
+    with pytest.raises(ValueError, match="do not match input_ids"):
+        next_token_hits(logits[:, :3], ids, mask)

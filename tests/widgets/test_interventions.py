@@ -301,7 +301,6 @@ def tokenizer(minilm):
     return minilm[1]
 
 
-# Two texts of one token length: rows of different lengths fail in the explorer (ActivationTrace position labels).
 TEXTS = ["the cat sat on the [MASK] .", "a dog ran in the park ."]
 DATA = ["the [MASK] is red", "python is a language", "it rains [MASK] today", "hello world"] * 3
 
@@ -381,6 +380,28 @@ def test_causal_lm_reads_the_last_valid_token(tokenizer):
     expected = hand_log_probs(explorer.probe, explorer.inputs, layer, nw.scale([3], -3.0), last)
     np.testing.assert_allclose(panel.after, expected, rtol=1e-5, atol=1e-5)
     assert panel.summary.startswith("top token '")
+
+
+def test_a_causal_lm_reports_next_token_accuracy_over_the_data(tokenizer):
+    layer = "transformer.h.0.mlp.act"
+    data = ["one two three four five", "the cat sat", "one two three", "a b c d e f"] * 2
+    explorer = nw.explore(tiny_gpt2(tokenizer), data[:1], tokenizer=tokenizer, layer=layer, data=data, k=2)
+    explorer.selected_units = [3, 7]
+    panel = Interventions(explorer, sample=6, mode="scale", strength=-3.0)
+    inputs = explorer.examples.batch(panel.sample_indices.tolist())  # padded on the right
+
+    def hits(logits):
+        ids, mask = inputs["input_ids"], inputs["attention_mask"].bool()
+        scored = mask[:, :-1] & mask[:, 1:]
+        return ((logits[:, :-1].argmax(-1) == ids[:, 1:]) & scored).sum().item() / scored.sum().item()
+
+    plain = hits(explorer.probe.run(inputs).output.logits)
+    with explorer.probe.edit({layer: nw.scale([3, 7], -3.0)}):
+        edited = hits(explorer.probe.run(inputs).output.logits)
+    assert panel.effect["accuracy_before"] == pytest.approx(plain)
+    assert panel.effect["accuracy_after"] == pytest.approx(edited)
+    expected = f"over 6 examples of the data: next-token accuracy {plain:.1%} → {edited:.1%}"
+    assert panel.sample_effect.startswith(expected)
 
 
 def test_an_encoder_output_is_compared_as_a_vector(tokenizer):
