@@ -1,6 +1,6 @@
 """Drag latency of ImageOverlay in JupyterLab: pointer move → overlay repainted with the new values.
 
-    .venv/bin/python benchmarks/drag_latency.py [--moves 72] [--interval-ms 16] [--nodelay] [--threads N]
+    .venv/bin/python benchmarks/drag_latency.py [--moves 72] [--interval-ms 16] [--stock] [--threads N]
 
 Starts JupyterLab and headless Chromium with the browser-test harness (tests/browser/conftest.py),
 opens a notebook with an ImageOverlay on the digits CNN (layer relu2, 4 test digits), and drags a
@@ -17,18 +17,17 @@ Two modes:
 Prints p50/p95/max for each, for the repaint and for the next animation frame after it. Budget
 (DESIGN.md): p95 < 50 ms.
 
---nodelay sets TCP_NODELAY on the server's kernel websockets. jupyter_server leaves Nagle's algorithm
-on, so a kernel → browser frame that follows another within the round trip (the state update right
-after the kernel's "busy" status) waits for the browser's delayed ACK, about 40 ms on Linux: most of
-a move's latency when the kernel itself answers in about a millisecond.
+JupyterLab runs as scripts/quickstart starts it, with neurowidgets.server.NoDelayConnection (TCP_NODELAY
+on the kernel websockets); --stock measures jupyter_server's own connection, which leaves Nagle's
+algorithm on, so a kernel → browser frame that follows another within the round trip (the state update
+right after the kernel's "busy" status) waits for the browser's delayed ACK, about 40 ms on Linux: most
+of a move's latency when the kernel itself answers in about a millisecond.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import tempfile
-from pathlib import Path
 
 import in_lab
 from in_lab import percentiles
@@ -41,23 +40,6 @@ CELLS = [
     'overlay = ImageOverlay(data.model, "relu2", data.test_images[:4], selected_units=[3])\n'
     "overlay",
 ]
-
-# Kernel → browser messages are small websocket frames written back to back (status, update,
-# response): with Nagle's algorithm on, a frame that follows an unacknowledged one waits for the
-# browser's delayed ACK (40 ms on Linux).
-NODELAY_CONFIG = """
-from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
-
-_open = KernelWebsocketHandler.open
-
-
-async def open_nodelay(self, *args, **kwargs):
-    self.set_nodelay(True)
-    return await _open(self, *args, **kwargs)
-
-
-KernelWebsocketHandler.open = open_nodelay
-"""
 
 RECORD_JS = """
 ([stage, root]) => {
@@ -166,7 +148,7 @@ def test_drag_latency(lab, request):
     print(f"ImageOverlay drag latency, digits CNN relu2, JupyterLab + headless Chromium, {moves}+ moves per mode")
     print(f"  torch threads in the kernel: {lab.eval('import torch; torch.get_num_threads()')}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"  TCP_NODELAY on the kernel websocket: {request.config.nw_nodelay}")
+    print(f"  TCP_NODELAY on the kernel websocket (NoDelayConnection): {not request.config.nw_stock}")
     print(f"  kernel: occlude request handler (probe run + softmax + trait updates), median {kernel}")
     for continuous, (paint, frame) in results.items():
         mode = f"continuous, a move every {interval:.0f} ms" if continuous else "sequential, one move at a time"
@@ -181,10 +163,9 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=72, help="at least this many moves per mode (≥ 30)")
     parser.add_argument("--interval-ms", type=float, default=16.0, help="time between moves, continuous mode")
     parser.add_argument(
-        "--nodelay",
+        "--stock",
         action="store_true",
-        help="set TCP_NODELAY on JupyterLab's kernel websockets (a jupyter_server_config.py patch; "
-        "jupyter_server leaves Nagle's algorithm on)",
+        help="jupyter_server's own kernel websocket connection (Nagle's algorithm on), not NoDelayConnection",
     )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch.set_num_threads in the kernel (0: torch's default)"
@@ -196,15 +177,11 @@ def main() -> None:
             config.nw_moves = args.moves
             config.nw_interval = args.interval_ms
             config.nw_threads = args.threads
-            config.nw_nodelay = args.nodelay
+            config.nw_stock = args.stock
 
 
-    if args.nodelay:
-        # The harness points JUPYTER_CONFIG_DIR at a fresh temp dir; JUPYTER_CONFIG_PATH is also searched.
-        config = Path(tempfile.mkdtemp(prefix="nw-nodelay-"))
-        (config / "jupyter_server_config.py").write_text(NODELAY_CONFIG)
-        paths = [str(config), os.environ.get("JUPYTER_CONFIG_PATH")]
-        os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, paths))
+    if args.stock:
+        os.environ["NEUROWIDGETS_LAB_NODELAY"] = "0"  # read by the harness (tests/browser/conftest.py)
 
     in_lab.run(__file__, Options())
 

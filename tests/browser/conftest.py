@@ -253,6 +253,8 @@ def _start_server(
         f"--{app_class}.expose_app_in_browser=True",  # window.jupyterapp, for run_all's error check
         f"--ServerApp.root_dir={root}",
     ]  # fmt: skip
+    if os.environ.get("NEUROWIDGETS_LAB_NODELAY", "1") != "0":  # as scripts/quickstart starts Lab
+        cmd.append("--ServerApp.kernel_websocket_connection_class=neurowidgets.server.NoDelayConnection")
     log_path = artifact_path(log_name)
     with open(log_path, "wb") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
