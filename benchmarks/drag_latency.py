@@ -72,7 +72,6 @@ def rect(anchor: tuple[int, int], corner: tuple[int, int]) -> str:
     return f"{min(ay, cy)},{min(ax, cx)},{max(ay, cy) + 1},{max(ax, cx) + 1}"
 
 
-
 def measure(lab, moves: int, interval_ms: float, continuous: bool) -> tuple[list[float], list[float]]:
     page = lab.page
     widget = page.locator(".nw-overlay").first
@@ -111,9 +110,7 @@ def measure(lab, moves: int, interval_ms: float, continuous: bool) -> tuple[list
         assert len(record["moves"]) == len(expected), (len(record["moves"]), len(expected))
         order = {patch: i for i, patch in enumerate(expected)}
         for i, moved in enumerate(record["moves"]):
-            shown = next(
-                (p for p in record["paints"] if p["time"] >= moved and order.get(p["patch"], -1) >= i), None
-            )
+            shown = next((p for p in record["paints"] if p["time"] >= moved and order.get(p["patch"], -1) >= i), None)
             if shown is not None:
                 paint_ms.append(shown["time"] - moved)
                 frame_ms.append(shown["frame"] - moved)
@@ -146,8 +143,10 @@ def test_drag_latency(lab, request):
         results[continuous] = measure(lab, moves, interval, continuous)
     print()
     print(f"ImageOverlay drag latency, digits CNN relu2, JupyterLab + headless Chromium, {moves}+ moves per mode")
-    print(f"  torch threads in the kernel: {lab.eval('import torch; torch.get_num_threads()')}; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+    print(
+        f"  torch threads in the kernel: {lab.eval('import torch; torch.get_num_threads()')}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
+    )
     print(f"  TCP_NODELAY on the kernel websocket (NoDelayConnection): {not request.config.nw_stock}")
     print(f"  kernel: occlude request handler (probe run + softmax + trait updates), median {kernel}")
     for continuous, (paint, frame) in results.items():
@@ -178,7 +177,6 @@ def main() -> None:
             config.nw_interval = args.interval_ms
             config.nw_threads = args.threads
             config.nw_stock = args.stock
-
 
     if args.stock:
         os.environ["NEUROWIDGETS_LAB_NODELAY"] = "0"  # read by the harness (tests/browser/conftest.py)

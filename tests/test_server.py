@@ -22,9 +22,7 @@ class Handler:
 
 def test_nodelay_is_set_before_the_connection_connects(monkeypatch):
     handler = Handler()
-    monkeypatch.setattr(
-        ZMQChannelsWebsocketConnection, "connect", lambda self: handler.calls.append(("connect", True))
-    )
+    monkeypatch.setattr(ZMQChannelsWebsocketConnection, "connect", lambda self: handler.calls.append(("connect", True)))
     connection = NoDelayConnection.__new__(NoDelayConnection)  # no kernel manager: connect() is jupyter_server's
     monkeypatch.setattr(NoDelayConnection, "websocket_handler", handler, raising=False)
     connection.connect()
