@@ -109,7 +109,8 @@ function sameIndices(a: number[], b: number[] | undefined): boolean {
 
 /** For the model's lifetime, not a view's: update() in the kernel sends only what changed ("patch"
  * messages); merge each into the model's `patches` (kept locally, so that a saved notebook has every
- * change, drawn or not), which every view then sets on its drawn models. */
+ * change, drawn or not), which every view then sets on its drawn models. The kernel ignores this copy
+ * when the next change of the page carries it along. */
 export function initializeBokeh({ model }: { model: AnyModel<BokehState> }): () => void {
   const onMessage = (message: unknown, buffers: (DataView | ArrayBuffer | ArrayBufferView)[]) => {
     const msg = message as { type?: string; patches?: Patches; buffer_paths?: (string | number)[][] };
@@ -121,6 +122,8 @@ export function initializeBokeh({ model }: { model: AnyModel<BokehState> }): () 
     model.set("patches", merged);
   };
   model.on("msg:custom", onMessage);
+  // Patch messages sent before this model was set up were lost: ask for them all, once.
+  model.send({ type: "request", id: `sync-${Math.random().toString(36).slice(2)}`, kind: "sync_patches", args: {} });
   return () => model.off("msg:custom", onMessage);
 }
 
@@ -208,9 +211,6 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
   model.on("change:item", drawReporting);
   model.on("change:patches", applyPatches);
   model.on("change:selections", fromKernel);
-  // Patch messages sent before this model was set up (its initialize) were lost: ask for them all.
-  model.send({ type: "request", id: `sync-${Math.random().toString(36).slice(2)}`, kind: "sync_patches", args: {} });
-
   return () => {
     disconnect();
     model.off("change:error", showError);

@@ -76,7 +76,10 @@ class Examples:
     def labelled(self) -> bool:
         """Whether the items are (inputs, label) pairs, as a labelled Dataset gives them."""
         first = self.data[0] if len(self.data) else None
-        return not self.is_text and isinstance(first, (tuple, list)) and len(first) == 2
+        if self.is_text or not isinstance(first, (tuple, list)) or len(first) != 2:
+            return False
+        inputs, label = first  # not a pair of plain numbers (a 2-feature row): inputs are arrays
+        return isinstance(inputs, (torch.Tensor, np.ndarray)) and np.ndim(label) == 0
 
     def labels(self, indices: Sequence[int]) -> np.ndarray:
         """The labels of these examples of a labelled dataset (see :attr:`labelled`)."""

@@ -141,8 +141,15 @@ class BokehHost(NeuroWidget):
 
     @handles("sync_patches")
     def _sync_patches(self) -> None:
-        """A new view asks for every patch: those sent before its model was ready were lost."""
+        """The page's model asks for every patch: those sent before it was ready were lost."""
         self.send_state("patches")
+
+    def set_state(self, sync_data: dict) -> None:
+        # The page merges the patch messages into its copy of ``patches`` (for a saved notebook), and
+        # uploads that copy with its next change; the kernel's own is the truth: ignore it.
+        sync_data = {name: value for name, value in sync_data.items() if name != "patches"}
+        if sync_data:
+            super().set_state(sync_data)
 
     def _should_send_property(self, key: str, value: Any) -> bool:
         # While update() records a change, the whole ``patches`` is not sent: the change alone is.

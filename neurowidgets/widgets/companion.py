@@ -25,6 +25,7 @@ class Companion(BokehHost):
 
     view: LayerView | None = None
     _links: tuple[traitlets.link, ...] = ()
+    _released = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A companion whose set-up fails after it started following must not stay linked to the
@@ -39,7 +40,9 @@ class Companion(BokehHost):
             try:
                 init(self, *args, **kw)
             except BaseException:
-                self.close()
+                if not self._released:  # once, by the innermost __init__ that failed
+                    self._released = True
+                    self.close()
                 raise
 
         cls.__init__ = released_on_error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -328,7 +328,8 @@ class Interventions(Companion):
             inputs = examples.batch(indices[start : start + SAMPLE_BATCH].tolist())
             output = self.probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit)
             rows.append(self._readout(output, kind, inputs))
-            if self._causal(kind):
+            ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else None
+            if self._causal(kind) and ids is not None and tuple(logits_of(output).shape[:2]) == tuple(ids.shape):
                 mask = inputs.get("attention_mask")
                 batch_hits, batch_total = next_token_hits(
                     logits_of(output).cpu(), inputs["input_ids"].cpu(), None if mask is None else mask.cpu()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 from traitlets import TraitError
 
+from neurowidgets.core.examples import Examples
 from neurowidgets.widgets.coactivation import MATRIX, CoActivation
 from neurowidgets.widgets.distributions import Distributions
 
@@ -41,3 +44,12 @@ def test_a_diagonal_cell_selects_one_unit_in_both(explorer):
     unit = int(a[cell])
     co.selections = {**co.selections, MATRIX: [cell]}
     assert co.selected_units == explorer.selected_units == [unit]
+
+
+def test_labels_come_only_from_inputs_and_label_pairs():
+    pairs = Examples([(torch.zeros(3), 4), (torch.ones(3), 1)])
+    assert pairs.labelled and pairs.labels([1, 0]).tolist() == [1, 4]
+    rows = Examples(np.array([[0.1, 0.2], [0.3, 0.4]]))  # two features per row, not (inputs, label)
+    assert not rows.labelled
+    with pytest.raises(ValueError, match="no labels"):
+        rows.labels([0])

@@ -197,3 +197,15 @@ def test_a_new_view_gets_every_patch_on_request(hot_scan):
     frontend = FakeFrontend(health)  # a view that connects after the patch message went out
     frontend.custom({"type": "request", "id": "sync-1", "kind": "sync_patches", "args": {}})
     assert decode(frontend.patches()[health.sources[DEAD].id]["data"]["dead"]).tolist() == [0.5, 0.25, 0.0]
+
+
+def test_the_pages_copy_of_the_patches_never_replaces_the_kernels(hot_scan):
+    health = LayerHealth(hot_scan)
+    frontend = FakeFrontend(health)
+    source = health.sources[DEAD]
+    health.update(source, data={**health.table, "dead": np.array([0.5, 0.25, 0.0])})
+    page = frontend.patches()  # what the page merged so far
+    health.update(health.figure.children[0].title, text="newer")  # still on its way to the page
+    frontend.set_state(patches=page, selections={DEAD: [], SATURATED: [], DENSITY: [1]})  # a tap uploads it
+    assert set(health.patches) == {source.id, health.figure.children[0].title.id}
+    assert health.layer == "relu2"  # the tap itself was handled
