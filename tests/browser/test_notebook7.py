@@ -50,6 +50,13 @@ def wait_for_idle_kernel(server) -> None:
         time.sleep(0.2)
 
 
+def activate_cell(page, widget) -> None:
+    """Make the cell of ``widget`` the active one first: Notebook 7 may scroll an activated cell into
+    view, which would move a grid between the press and the release of a click on it."""
+    page.locator(".jp-Cell", has=widget).last.locator(".jp-InputPrompt").first.click()
+    page.wait_for_timeout(300)
+
+
 def test_notebook7_quickstart_grid_click(nb7):
     page, server = nb7
     # "path" is set by the quickstart's last cell (its report): clicks wait until every cell has run, as
@@ -60,13 +67,14 @@ def test_notebook7_quickstart_grid_click(nb7):
     canvas = grid.locator("canvas.nw-grid-canvas")
     canvas.wait_for(state="visible")
     page.wait_for_function("c => c.dataset.units === '16'", arg=canvas.element_handle())
+    activate_cell(page, grid)
     click_unit(page, canvas, 5)
     poll_kernel(client, "grid.selected_units", "[5]")
     page.mouse.move(0, 0)
     grid.screenshot(path=str(artifact_path("notebook7/grid.png")))
 
     explorer = page.locator(".nw-explorer").first
-    explorer.scroll_into_view_if_needed()
+    activate_cell(page, explorer)
     click_unit(page, explorer.locator("canvas.nw-grid-canvas"), 9)
     poll_kernel(client, "explorer.selected_units", "[9]")
     explorer.locator(".nw-examples-title", has_text="Unit 9 of relu2").wait_for()
