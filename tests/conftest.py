@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/language_models.py, shared with benchmarks/
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -27,3 +31,27 @@ def minilm():
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = transformers.AutoModel.from_pretrained(path).eval()
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def lm_tokenizer():
+    """MiniLM's tokenizer (vocab 30,522): the one the language models built from configs use."""
+    from language_models import tokenizer
+
+    return tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(lm_tokenizer):
+    """``tiny_lm("gpt2" | "llama" | "neox" | "bert")``: a 2-layer model of that family's shape with random
+    weights (see tests/language_models.py), built once per session."""
+    from language_models import build
+
+    built = {}
+
+    def get(arch: str):
+        if arch not in built:
+            built[arch] = build(arch, lm_tokenizer, size="tiny")
+        return built[arch]
+
+    return get

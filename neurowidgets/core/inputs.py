@@ -21,13 +21,15 @@ def to_device(inputs: Any, device: torch.device | None) -> Any:
     return inputs
 
 
-def call_model(model: torch.nn.Module, inputs: Any) -> Any:
-    """A tensor is passed as ``model(x)``, a tuple as ``model(*x)``, a mapping as ``model(**x)``."""
+def call_model(model: torch.nn.Module, inputs: Any, options: Mapping[str, Any] | None = None) -> Any:
+    """A tensor is passed as ``model(x)``, a tuple as ``model(*x)``, a mapping as ``model(**x)``;
+    ``options`` are added as keywords where ``inputs`` does not set them."""
+    options = options or {}
     if isinstance(inputs, Mapping):
-        return model(**inputs)
+        return model(**{**options, **inputs})
     if isinstance(inputs, tuple):
-        return model(*inputs)
-    return model(inputs)
+        return model(*inputs, **options)
+    return model(inputs, **options)
 
 
 def batch_size(inputs: Any) -> int:

@@ -1,13 +1,18 @@
-"""Probe: capture and edit the outputs of named modules of any torch model during a forward pass.
+"""Probe: capture and edit the outputs (or inputs) of named modules of any torch model during a forward pass.
 
-Layers are named by their ``model.named_modules()`` paths. Hooks are registered for one run and
-always removed afterwards, and the model's train/eval mode is restored, even when the forward raises.
+Layers are named by their ``model.named_modules()`` paths; ``"<path>:input"`` names what that module
+receives (a gated MLP's neurons, ``act(gate) * up``, exist only as the input of its down projection).
+Hooks are registered for one run and always removed afterwards, and the model's train/eval mode is
+restored, even when the forward raises. A run whose output is not used stops right after the last
+layer it captures.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +23,13 @@ from torch import nn
 from .activations import LAYOUTS, Activations, as_bpu, infer_layout, positions_shape_of
 from .edits import Edit, as_edit_list
 from .inputs import call_model, describe, first_tensor, to_device
+
+INPUT = ":input"  # suffix of a layer name that means the module's input rather than its output
+
+
+class _StopForward(BaseException):
+    """Ends a forward pass whose output is not used, once every wanted layer is captured. A
+    BaseException, so that a model's own ``except Exception`` does not swallow it."""
 
 
 class LayerError(KeyError):
@@ -133,6 +145,8 @@ class Probe:
             if layout not in LAYOUTS:
                 raise ValueError(f"layout for {name!r} must be one of {LAYOUTS}, got {layout!r}")
         self.default_layers = [self._check_name(n) for n in (layers or [])]
+        self._options = _call_options(model)
+        self._stops = True  # False once the model has swallowed the exception that stops a forward early
 
     def _model_device(self) -> torch.device:
         for tensor in (*self.model.parameters(), *self.model.buffers()):
@@ -159,9 +173,17 @@ class Probe:
                 result[name] = LayerInfo(name, type(self._modules[name]).__name__)
         return result
 
+    def info(self, layer: str) -> LayerInfo:
+        """What is known of one layer (sizes once it has run)."""
+        self._check_name(layer)
+        if layer in self._seen:
+            return self._seen[layer]
+        attached = self._attached.get(layer)
+        return LayerInfo(layer, type(self.module_of(layer)).__name__, base=attached.base if attached else None)
+
     def describe(self, example: Any) -> dict[str, LayerInfo]:
         """Run ``example`` once capturing every layer, so that :attr:`layers` knows every size."""
-        self.run(example, layers=self.layer_names, strict=False)
+        self.run(example, layers=self.layer_names, strict=False, output=False)
         return self.layers
 
     def _check_name(self, name: str) -> str:
@@ -169,11 +191,22 @@ class Probe:
             return name
         if not isinstance(name, str):
             raise TypeError(f"layer names are strings (named_modules paths), got {type(name).__name__}")
+        if name.endswith(INPUT) and name[: -len(INPUT)] in self._modules:
+            return name
         names = self.layer_names
-        near = nearest_names(name, names)
+        module = name.removesuffix(INPUT)
+        near = nearest_names(module, names)
+        if module != name:
+            near = [n + INPUT for n in near if n in self._modules]
         hint = f" Closest: {', '.join(map(repr, near))}." if near else ""
         listed = ", ".join(names[:40]) + (f", … ({len(names)} in all)" if len(names) > 40 else "")
-        raise LayerError(f"the model has no layer {name!r}.{hint} Layers: {listed}")
+        raise LayerError(f"the model has no layer {name!r}.{hint} Layers: {listed} (a module's input: '<name>{INPUT}')")
+
+    def module_of(self, layer: str) -> nn.Module:
+        """The module whose output (or, for ``"<path>:input"``, input) ``layer`` is."""
+        self._check_name(layer)
+        attached = self._attached.get(layer)
+        return attached.encoder if attached else self._modules[layer.removesuffix(INPUT)]
 
     # -- features as units ---------------------------------------------------------------------
 
@@ -221,34 +254,61 @@ class Probe:
 
     # -- running -------------------------------------------------------------------------------
 
-    def run(self, inputs: Any, layers: Iterable[str] | None = None, strict: bool = True) -> Capture:
+    def run(
+        self, inputs: Any, layers: Iterable[str] | None = None, strict: bool = True, *, output: bool = True
+    ) -> Capture:
         """Run the model on ``inputs`` and return the requested layers' activations and the output.
 
         ``inputs`` is fed the natural way: a tensor as ``model(x)``, a tuple as ``model(*x)``,
-        a mapping as ``model(**x)``. Captures are detached, without gradients, on the model's device.
-        With ``strict`` (the default), a requested layer that never ran raises :class:`LayerError`.
+        a mapping as ``model(**x)``; a model that takes ``use_cache`` gets ``use_cache=False`` (a
+        capture keeps no key-value cache). Captures are detached, without gradients, on the model's
+        device. With ``strict`` (the default), a requested layer that never ran raises :class:`LayerError`.
+
+        ``output=False``: the output is not needed, so the forward pass stops as soon as every
+        requested layer is captured (``Capture.output`` is then ``None``). A model whose forward
+        swallows the exception that stops it runs to its end instead, and a warning says so once.
         """
         wanted = self.default_layers if layers is None else [self._check_name(n) for n in layers]
         captured: dict[str, torch.Tensor] = {}
+        if not wanted and not output:
+            return Capture({}, None)
+        stop = None if output else _Stopper(self, wanted, captured)
         hooked = {self._base(n) for n in wanted} | {self._base(n) for n in self._edits}
         handles = []
         model = self.model
         restore_modes = model.training
         modes = [(m, m.training) for m in model.modules()] if restore_modes else ()
+        result = None
         try:
             if restore_modes:
                 model.eval()
             for base in hooked:
-                hook = self._make_hook(base, wanted, captured)
-                handles.append(self._modules[base].register_forward_hook(hook))
+                hook = self._make_hook(base, wanted, captured, stop)
+                module = self._modules[base.removesuffix(INPUT)]
+                if base.endswith(INPUT):
+                    handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+                else:
+                    handles.append(module.register_forward_hook(hook))
             inputs = to_device(inputs, self.device)
             with torch.no_grad():
                 try:
-                    output = call_model(model, inputs)
+                    result = call_model(model, inputs, self._options)
+                except _StopForward:
+                    result = None
                 except Exception as error:
                     if getattr(error, "_from_probe", False):  # our own message says it already
                         raise
                     raise self._call_error(error, inputs, wanted, captured) from error
+                else:
+                    if stop is not None and stop.raised:
+                        self._stops = False
+                        warnings.warn(
+                            f"{type(model).__name__}'s forward caught the exception that ends a capture early, so "
+                            "every capture of this model runs the whole forward pass",
+                            stacklevel=2,
+                        )
+                    if not output:
+                        result = None
         finally:
             for handle in handles:
                 handle.remove()
@@ -265,7 +325,7 @@ class Probe:
             if name in captured:
                 activations[name] = Activations(name, captured[name], self._layout(name, captured[name]))
                 self._remember(activations[name])
-        return Capture(activations, output)
+        return Capture(activations, result)
 
     def _base(self, name: str) -> str:
         attached = self._attached.get(name)
@@ -274,14 +334,14 @@ class Probe:
     def _layout(self, name: str, tensor: torch.Tensor) -> str:
         if name in self._attached:
             return "last"
-        return self._layouts.get(name) or infer_layout(self._modules[name], tensor.ndim)
+        return self._layouts.get(name) or infer_layout(self._modules[name.removesuffix(INPUT)], tensor.ndim)
 
     def _remember(self, acts: Activations) -> None:
         if acts.layer in self._seen:  # the hot path: once known, a layer costs one lookup per run
             return
         name = acts.layer
         attached = self._attached.get(name)
-        module = attached.encoder if attached else self._modules[name]
+        module = self.module_of(name)
         self._seen[name] = LayerInfo(
             name,
             type(module).__name__,
@@ -291,7 +351,7 @@ class Probe:
             attached.base if attached else None,
         )
 
-    def _make_hook(self, base: str, wanted: list[str], captured: dict[str, torch.Tensor]):
+    def _make_hook(self, base: str, wanted: list[str], captured: dict[str, torch.Tensor], stop: _Stopper | None):
         edits = self._edits.get(base)
         capture_base = base in wanted
         derived = [
@@ -300,10 +360,12 @@ class Probe:
             if a.base == base and (name in wanted or name in self._edits)
         ]
 
-        def hook(module: nn.Module, args: Any, output: Any) -> Any:
-            tensor = first_tensor(output)
+        def process(found: Any) -> torch.Tensor | None:
+            """The layer's tensor after edits and derived layers; None when nothing changed it."""
+            tensor = first_tensor(found)
             if tensor is None:
-                error = LayerError(f"layer {base!r} returned no tensor (got {type(output).__name__})")
+                what = "received" if base.endswith(INPUT) else "returned"
+                error = LayerError(f"layer {base!r} {what} no tensor (got {type(found).__name__})")
                 error._from_probe = True  # type: ignore[attr-defined]
                 raise error
             changed = False
@@ -315,7 +377,24 @@ class Probe:
                 changed = changed or edited
             if capture_base and base not in captured:
                 captured[base] = tensor.detach()
-            return _replace_first_tensor(output, tensor) if changed else None
+            if stop is not None:
+                stop.check()
+            return tensor if changed else None
+
+        if base.endswith(INPUT):
+
+            def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+                if first_tensor(args) is not None:
+                    tensor = process(args)
+                    return None if tensor is None else (_replace_first_tensor(args, tensor), kwargs)
+                tensor = process(kwargs)
+                return None if tensor is None else (args, _replace_first_tensor(kwargs, tensor))
+
+            return pre_hook
+
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            tensor = process(output)
+            return None if tensor is None else _replace_first_tensor(output, tensor)
 
         return hook
 
@@ -365,6 +444,30 @@ class Probe:
 
     def __repr__(self) -> str:
         return f"Probe({type(self.model).__name__}, {len(self.layer_names)} layers, device={self.device})"
+
+
+class _Stopper:
+    """Raises :class:`_StopForward` from the hook that completes a run's captures (at most once a run)."""
+
+    def __init__(self, probe: Probe, wanted: list[str], captured: dict[str, torch.Tensor]):
+        self.enabled = probe._stops
+        self.wanted, self.captured = wanted, captured
+        self.raised = False
+
+    def check(self) -> None:
+        if self.enabled and not self.raised and all(name in self.captured for name in self.wanted):
+            self.raised = True
+            raise _StopForward
+
+
+def _call_options(model: nn.Module) -> dict[str, Any]:
+    """Keywords every run passes: ``use_cache=False`` where the model takes it (transformers' models
+    otherwise build a key-value cache that a capture would keep alive)."""
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"use_cache": False} if "use_cache" in parameters else {}
 
 
 class _DecodeMethod(nn.Module):

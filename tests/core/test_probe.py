@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -371,3 +373,115 @@ def test_nan_activations_are_captured_as_they_are():
         model[0].bias[1] = float("nan")
     acts = nw.Probe(model).run(torch.zeros(1, 2), ["0"])["0"]
     assert torch.isnan(acts.values[0, 0, 1]) and torch.isfinite(acts.values[0, 0, [0, 2]]).all()
+
+
+# -- module inputs, early stops, no key-value cache ---------------------------------------------
+
+
+def test_module_input_is_a_layer_the_gated_mlp_neurons(tiny_lm, lm_tokenizer):
+    model = tiny_lm("llama")
+    batch = lm_tokenizer(["The cat sat on the mat.", "import numpy"], padding=True, return_tensors="pt")
+    mlp = model.model.layers[1].mlp
+    probe = nw.Probe(model)
+    layer = "model.layers.1.mlp.down_proj:input"
+    acts = probe.run(batch, [layer])[layer]
+    seen = []
+    handle = mlp.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        model(**batch, use_cache=False)
+    handle.remove()
+    x = seen[0]
+    neurons = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)  # what the down projection reads
+    assert acts.values.shape == (2, batch["input_ids"].shape[1], mlp.down_proj.in_features)
+    torch.testing.assert_close(acts.values, neurons.detach())
+    assert probe.info(layer).units == mlp.down_proj.in_features
+    assert hook_count(model) == 0
+
+
+def test_editing_a_module_input_equals_the_manual_edit(tiny_lm, lm_tokenizer):
+    model = tiny_lm("llama")
+    batch = lm_tokenizer(["The cat sat on the mat."], return_tensors="pt")
+    down = model.model.layers[0].mlp.down_proj
+    probe = nw.Probe(model)
+    with probe.edit({"model.layers.0.mlp.down_proj:input": nw.ablate([3, 7])}):
+        edited = probe.run(batch, []).output.logits
+
+    def zero(module, args):
+        x = args[0].clone()
+        x[..., [3, 7]] = 0
+        return (x,)
+
+    handle = down.register_forward_pre_hook(zero)
+    with torch.no_grad():
+        manual = model(**batch, use_cache=False).logits
+    handle.remove()
+    torch.testing.assert_close(edited, manual)
+    assert hook_count(model) == 0
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "neox", "bert"])
+def test_an_early_stopped_forward_captures_what_a_full_one_does(tiny_lm, lm_tokenizer, arch):
+    model = tiny_lm(arch)
+    batch = lm_tokenizer(["The cat sat on the mat.", "import numpy as np"], padding=True, return_tensors="pt")
+    probe = nw.Probe(model)
+    names = [n for n, _ in model.named_modules() if n]
+    layers = [names[len(names) // 3], names[len(names) // 2]]
+    last = model.get_submodule(names[-1])  # runs after the layers: must not run when stopping early
+    calls = []
+    handle = last.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        full = probe.run(batch, layers)
+        assert full.output is not None and calls
+        calls.clear()
+        early = probe.run(batch, layers, output=False)
+    finally:
+        handle.remove()
+    assert early.output is None and not calls
+    for layer in layers:
+        assert torch.equal(early[layer].raw, full[layer].raw)
+    assert hook_count(model) == 0
+
+
+def test_captures_keep_no_key_value_cache(tiny_lm, lm_tokenizer):
+    model = tiny_lm("gpt2")
+    batch = lm_tokenizer(["The cat sat on the mat."], return_tensors="pt")
+    output = nw.Probe(model).run(batch, ["transformer.h.0.mlp.act"]).output
+    assert output.past_key_values is None
+    with torch.no_grad():
+        assert model(**batch).past_key_values is not None  # the model's own default keeps one
+
+
+class Swallowing(nn.Module):
+    """A model whose forward catches every exception of its first stage (some wrappers do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(4, 6)
+        self.second = nn.Linear(6, 3)
+
+    def forward(self, x):
+        try:
+            h = self.first(x)
+        except BaseException:  # the point of this model
+            h = torch.zeros(x.shape[0], 6)
+        return self.second(h)
+
+
+def test_a_model_that_swallows_the_early_stop_still_works_and_says_so_once():
+    model = Swallowing()
+    x = torch.randn(2, 4)
+    probe = nw.Probe(model)
+    with pytest.warns(UserWarning, match="caught the exception"):
+        first = probe.run(x, ["first"], output=False)
+    torch.testing.assert_close(first["first"].raw, model.first(x).detach())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = probe.run(x, ["first"], output=False)  # no second warning, the full forward runs
+    torch.testing.assert_close(again["first"].raw, first["first"].raw)
+    assert hook_count(model) == 0
+
+
+def test_a_wrong_input_layer_name_says_which_exist(tiny_lm):
+    probe = nw.Probe(tiny_lm("llama"))
+    with pytest.raises(nw.LayerError, match=r"'model\.layers\.1\.mlp\.down_proj:input'"):
+        probe.run(torch.tensor([[1, 2, 3]]), ["model.layers.1.mlp.down_prj:input"])
