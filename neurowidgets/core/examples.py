@@ -1,18 +1,21 @@
 """Random access to a dataset's examples by global index: as model inputs, and as what a view draws.
 
 Scans number examples in the order they come (from ``start_index``); the views of a scan (top
-examples, quantile samples) fetch those examples again by that number.
+examples, quantile samples) fetch those examples again by that number, and draw a unit's activations
+over them with :func:`unit_activations`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from .images import ImageAdapter
+from .probe import Probe
+from .stats import LayerStats, pad_grid, wider_grid
 from .text import TextAdapter
 
 
@@ -109,3 +112,27 @@ class Examples:
 
     def pixels(self, images: torch.Tensor) -> np.ndarray:
         return (self.images or ImageAdapter()).to_pixels(images)
+
+
+def unit_activations(
+    stats: LayerStats, unit: int, indices: Sequence[int], inputs: Any, probe: Probe | None
+) -> np.ndarray | None:
+    """The unit's activation at every position of each example, as the scan saw it: (n, positions)
+    float32, flat over the layer's position grid, NaN where an example has no such position (padding).
+
+    From the rows the scan kept (no model run); for a scan that kept none (``keep_activations=False``,
+    or saved before scans kept them), from one run of ``probe`` on ``inputs`` (these examples as model
+    inputs, e.g. :meth:`Examples.batch`), shaped alike; ``None`` without a probe.
+    """
+    if stats.keep_activations:
+        return stats.activations(unit, indices)
+    if probe is None:
+        return None
+    acts = probe.run(inputs, [stats.layer], output=False)[stats.layer]
+    values = acts.values[:, :, unit].float()
+    mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
+    if isinstance(mask, torch.Tensor) and acts.positions_shape == (mask.shape[-1],):  # as the scan masks
+        values = values.masked_fill(mask.to(values.device) == 0, np.nan)
+    grid = tuple(acts.positions_shape)
+    wider = wider_grid(stats.positions_shape, grid, stats.layer) if stats.positions_shape else grid
+    return pad_grid(values, grid, wider).cpu().numpy()

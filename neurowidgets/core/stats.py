@@ -21,12 +21,25 @@ What is kept per unit, over every valid position of every example (padding exclu
 - quantile samples (Neuronpedia's "examples from lower activation intervals"): per unit and per
   octave of activation (the example's maximum), the ``samples`` examples with the smallest
   :func:`example_hash` of their index, a deterministic pseudo-random choice that merges exactly;
-- counts of values within a tolerance of the layer's bounds (sigmoid, tanh, ...) for ``saturated``.
+- counts of values within a tolerance of the layer's bounds (sigmoid, tanh, ...) for ``saturated``;
+- with ``keep_activations`` (the default), the unit's activation at every position of each example it
+  keeps (its top-k and the quantile samples of its :data:`ROW_INTERVALS` highest intervals), so
+  that a feature card needs no model run; see :meth:`LayerStats.activations`.
+
+Kept activations ("rows") cost ``units × (k + ROW_INTERVALS × samples) × positions`` float16 values
+(2 bytes each), whatever the size of the data: a GPT-2-small MLP layer (3,072 units, k=32, samples=4,
+128 tokens) keeps 3,072 × 48 × 128 × 2 B = 38 MB; the digits CNN's conv layer (32 units, 8×8) 0.2 MB.
+A row is filled once, when its example enters the kept set (so a batch costs a gather of the few
+entries that entered, not a pass over the batch), and merged exactly: two partial scans merge into
+the rows of one full scan. Positions an example does not have (text padding, a shorter sequence, a
+smaller grid) are NaN; so is an activation that was NaN (which ``nan_count`` counts). Values beyond
+float16's range (±65,504) are stored as ±inf.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -130,6 +143,10 @@ class SymlogBins:
 HISTOGRAM = SymlogBins(per_octave_log2=3, low_exp=-20, high_exp=20)
 #: Cells of the quantile samples: one per octave of the example's maximum, same range (83 cells).
 QUANTILE_CELLS = SymlogBins(per_octave_log2=0, low_exp=-20, high_exp=20)
+#: The highest intervals (non-empty cells) of each unit whose samples keep their activation rows: the
+#: top one and the three below it, which a feature card shows. A cell, once below the highest four,
+#: never rises again (cells only fill), so rows are never needed for a cell that did not keep them.
+ROW_INTERVALS = 4
 
 # -- a deterministic hash of example indices ------------------------------------------------------
 
@@ -245,6 +262,7 @@ _ARRAYS = (
     "sample_positions",
     "sample_threshold",
 )
+_ROW_ARRAYS = ("kept_examples", "kept_rows")  # with keep_activations
 
 
 class LayerStats:
@@ -266,6 +284,7 @@ class LayerStats:
         tolerance: float = 0.01,
         module_type: str | None = None,
         device: torch.device | str = "cpu",
+        keep_activations: bool = True,
     ):
         if k < 0 or samples < 0:
             raise ValueError(f"k and samples must be >= 0, got k={k}, samples={samples}")
@@ -299,6 +318,13 @@ class LayerStats:
         self.sample_examples = torch.full(cells, -1, **i64)
         self.sample_positions = torch.full(cells, -1, **i64)
         self.sample_threshold = torch.full(cells[:2], _EMPTY, **i64)
+        self.keep_activations = bool(keep_activations)
+        if self.keep_activations:
+            kept = self.k + ROW_INTERVALS * self.samples_per_cell
+            self.kept_examples = torch.full((u, kept), -1, **i64)  # see _kept_examples for the order
+            self.kept_rows = torch.full(
+                (u, kept, math.prod(self.positions_shape)), math.nan, dtype=torch.float16, device=device
+            )
         self._hist_offsets = None
 
     # -- settings that two mergeable instances must share ------------------------------------------
@@ -311,15 +337,19 @@ class LayerStats:
             "threshold": self.threshold,
             "bounds": None if self.bounds is None else list(self.bounds),
             "tolerance": self.tolerance,
+            "keep_activations": self.keep_activations,
         }
 
     @property
     def device(self) -> torch.device:
         return self.count_.device
 
+    def _arrays(self) -> tuple[str, ...]:
+        return _ARRAYS + _ROW_ARRAYS if self.keep_activations else _ARRAYS
+
     def to(self, device: torch.device | str) -> LayerStats:
         """Move the statistics (in place) to ``device``; returns ``self``."""
-        for name in _ARRAYS:
+        for name in self._arrays():
             setattr(self, name, getattr(self, name).to(device))
         if self._shift is not None:
             self._shift = self._shift.to(device)
@@ -334,11 +364,14 @@ class LayerStats:
         valid: torch.Tensor | None = None,
         first_example: int = 0,
         workspace: Workspace | None = None,
+        grid: tuple[int, ...] | None = None,
     ) -> None:
         """Add one batch: ``values`` is (batch, positions, units); ``valid`` an optional (batch, positions)
         boolean mask of the positions that count (padding is ``False``); examples are numbered from
         ``first_example``, which must not go back below the examples already added. ``workspace``
         holds scratch buffers reused from batch to batch (share one between the layers of a scan).
+        ``grid`` is the batch's position grid (default :attr:`positions_shape` when it has as many
+        positions, else a sequence); the layer's grid widens to hold it (longer texts).
         """
         if values.ndim != 3 or values.shape[2] != self.units:
             raise ValueError(
@@ -351,12 +384,9 @@ class LayerStats:
                 f"{self._next_example - 1} (use merge for separately scanned parts)"
             )
         batch, positions, units = values.shape
+        grid = self._batch_grid(positions, grid)
         if batch == 0:
             return
-        ws = workspace if workspace is not None else Workspace()
-        self._next_example = first_example + batch
-        if values.dtype not in (torch.float32, torch.float64):
-            values = values.float()
         if valid is not None:
             valid = valid.to(device=values.device, dtype=torch.bool)
             if tuple(valid.shape) != (batch, positions):
@@ -366,6 +396,11 @@ class LayerStats:
                 )
             if bool(valid.all()):
                 valid = None
+        self._widen(grid)
+        ws = workspace if workspace is not None else Workspace()
+        self._next_example = first_example + batch
+        if values.dtype not in (torch.float32, torch.float64):
+            values = values.float()
         if valid is not None:
             keep = valid.reshape(-1).nonzero().squeeze(1)
             rows = ws.get("rows", values.dtype, (keep.shape[0], units), values.device)
@@ -391,6 +426,8 @@ class LayerStats:
                 self._update_rows(rows, bad, low, high, ws)
                 best, position = self._example_maxima(values, valid, ~torch.isfinite(values), ws)
         self._update_examples(best, position, first_example)
+        if self.keep_activations:
+            self._update_kept_rows(values, valid, first_example, grid)
 
     def _update_rows(self, rows, bad, low, high, ws: Workspace) -> None:
         n_rows, units = rows.shape
@@ -603,10 +640,106 @@ class LayerStats:
         flat_positions[sorted_cells, slot] = all_positions[order]
         self.sample_threshold.view(-1)[touched] = _hash_or_empty(flat_examples[touched]).amax(1)
 
+    # -- kept activations ----------------------------------------------------------------------------
+
+    def _batch_grid(self, positions: int, grid: tuple[int, ...] | None) -> tuple[int, ...]:
+        if grid is None:
+            if math.prod(self.positions_shape) == positions:
+                return self.positions_shape
+            if len(self.positions_shape) > 1:
+                raise ValueError(
+                    f"layer {self.layer!r}: a batch of {positions} positions does not fill the grid "
+                    f"{self.positions_shape}; pass its grid= to update"
+                )
+            return (positions,)
+        grid = tuple(int(g) for g in grid)
+        if math.prod(grid) != positions:
+            raise ValueError(f"layer {self.layer!r}: grid {grid} does not hold the batch's {positions} positions")
+        return grid
+
+    def _widen(self, grid: tuple[int, ...]) -> None:
+        """Make the layer's position grid hold ``grid`` too, moving the kept rows onto the wider grid."""
+        if adopt := (not self.positions_shape and self.num_positions == 0):
+            wider = grid  # a layer built without its grid takes the first batch's (nothing kept yet)
+        else:
+            wider = wider_grid(self.positions_shape, grid, self.layer)
+        if wider != self.positions_shape and self.keep_activations:
+            if adopt:
+                self.kept_rows = self.kept_rows.new_full((*self.kept_rows.shape[:2], math.prod(wider)), math.nan)
+            else:
+                self.kept_rows = pad_grid(self.kept_rows, self.positions_shape, wider)
+        self.positions_shape = wider
+
+    def _kept_examples(self) -> torch.Tensor:
+        """(units, k + ROW_INTERVALS × samples): the examples whose rows are kept, -1 for none. The top-k
+        slots come first, then the samples of the unit's ROW_INTERVALS highest non-empty cells (highest
+        first, each cell's slots in order); an example that is also in the top-k is -1 there."""
+        kept = [self.top_examples]
+        s = self.samples_per_cell
+        if s:
+            filled = self.sample_examples[:, :, 0] >= 0  # slots fill in order
+            cells = torch.arange(QUANTILE_CELLS.num_bins, device=filled.device)
+            highest = torch.where(filled, cells, -1).topk(ROW_INTERVALS, dim=1).values
+            samples = self.sample_examples.gather(1, highest.clamp(min=0).unsqueeze(2).expand(-1, -1, s))
+            samples = samples.masked_fill((highest < 0).unsqueeze(2), -1).flatten(1)
+            if self.k:
+                in_top = (samples.unsqueeze(2) == self.top_examples.unsqueeze(1)).any(2)
+                samples = samples.masked_fill(in_top & (samples >= 0), -1)
+            kept.append(samples)
+        return torch.cat(kept, 1)
+
+    def _update_kept_rows(self, values, valid, first_example: int, grid: tuple[int, ...]) -> None:
+        """Fill the rows of the examples of this batch that entered the kept sets; only units whose
+        kept set changed are touched (after the first batches, few)."""
+        kept = self._kept_examples()
+        changed = (kept != self.kept_examples).any(1).nonzero().squeeze(1)
+        if changed.numel() == 0:
+            return
+        kept = kept[changed]
+        rows = _rows_of(kept, self.kept_examples[changed], self.kept_rows[changed])
+        unit, slot = (kept >= first_example).nonzero(as_tuple=True)
+        if unit.numel():
+            example = kept[unit, slot] - first_example
+            positions = torch.arange(values.shape[1], device=values.device)
+            new = values[example.unsqueeze(1), positions.unsqueeze(0), changed[unit].unsqueeze(1)]
+            if valid is not None:
+                new = new.masked_fill(~valid[example], math.nan)
+            rows[unit, slot] = pad_grid(new.to(torch.float16), grid, self.positions_shape)
+        self.kept_rows[changed] = rows
+        self.kept_examples[changed] = kept
+
+    def activations(self, unit: int, examples: Sequence[int]) -> np.ndarray:
+        """The unit's activation at every position of each of these examples, from the scan's kept rows:
+        (len(examples), positions) float32 (positions flat over :attr:`positions_shape`, row-major), NaN
+        where an example has no such position (padding). Each example must be among the unit's top-k
+        or the samples of its :data:`ROW_INTERVALS` highest intervals (see :meth:`top_k`, :meth:`samples`).
+        """
+        if not self.keep_activations:
+            raise ValueError(
+                f"layer {self.layer!r} was scanned without keeping activations (keep_activations=False, or "
+                "saved before scans kept them): run the model on the examples instead"
+            )
+        unit = self._unit(unit)
+        wanted = torch.as_tensor([int(e) for e in examples], dtype=torch.int64)
+        held = self.kept_examples[unit].cpu()
+        missing = sorted(set(wanted.tolist()) - set(held.tolist()))
+        if missing:
+            raise KeyError(
+                f"layer {self.layer!r}, unit {unit}: no activations kept for examples {missing}; the scan keeps "
+                f"them for the unit's top-k and the samples of its {ROW_INTERVALS} highest intervals"
+            )
+        slot = (wanted.unsqueeze(1) == held.unsqueeze(0)).to(torch.int8).argmax(1)
+        return self.kept_rows[unit].cpu()[slot].float().numpy()
+
     # -- merge -------------------------------------------------------------------------------------
 
     def merge(self, other: LayerStats) -> LayerStats:
         """A new instance: the statistics of both parts (which must hold disjoint examples)."""
+        if self.keep_activations != other.keep_activations:
+            raise ValueError(
+                f"cannot merge statistics of layer {self.layer!r}: one part kept its examples' activations "
+                "and the other did not (scan both with the same keep_activations=)"
+            )
         if self.settings() != other.settings():
             raise ValueError(
                 f"cannot merge statistics of layer {self.layer!r} taken with different settings: "
@@ -614,7 +747,8 @@ class LayerStats:
             )
         result = self.copy()
         other = other.copy().to(result.device)
-        result.positions_shape = _wider(self.positions_shape, other.positions_shape, self.layer)
+        result._widen(other.positions_shape)
+        other._widen(result.positions_shape)
         result.num_positions += other.num_positions
         for name in ("nan_", "inf_", "above", "near_low", "near_high"):
             setattr(result, name, getattr(result, name) + getattr(other, name))
@@ -643,13 +777,21 @@ class LayerStats:
                 other.sample_examples[filled],
                 other.sample_positions[filled],
             )
+        if result.keep_activations:  # both parts hold the rows of every example the merged sets keep
+            kept = result._kept_examples()
+            result.kept_rows = _rows_of(
+                kept,
+                torch.cat([result.kept_examples, other.kept_examples], 1),
+                torch.cat([result.kept_rows, other.kept_rows], 1),
+            )
+            result.kept_examples = kept
         result._next_example = max(self._next_example, other._next_example)
         return result
 
     def copy(self) -> LayerStats:
         result = LayerStats.__new__(LayerStats)
         result.__dict__.update(self.__dict__)
-        for name in _ARRAYS:
+        for name in self._arrays():
             setattr(result, name, getattr(self, name).clone())
         return result
 
@@ -665,11 +807,13 @@ class LayerStats:
             "next_example": self._next_example,
             **self.settings(),
         }
-        arrays = {name: getattr(self, name).detach().cpu().numpy() for name in _ARRAYS}
+        arrays = {name: getattr(self, name).detach().cpu().numpy() for name in self._arrays()}
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> LayerStats:
+        """The inverse of :meth:`state`. Statistics saved before scans kept activations load without
+        them (their cards run the model)."""
         bounds = meta["bounds"]
         result = cls(
             meta["layer"],
@@ -681,8 +825,9 @@ class LayerStats:
             bounds=None if bounds is None else tuple(bounds),
             tolerance=meta["tolerance"],
             module_type=meta["module_type"],
+            keep_activations=meta.get("keep_activations", False),
         )
-        for name in _ARRAYS:
+        for name in result._arrays():
             expected = getattr(result, name)
             array = torch.from_numpy(np.ascontiguousarray(arrays[name]))
             if array.shape != expected.shape or array.dtype != expected.dtype:
@@ -874,7 +1019,27 @@ class LayerStats:
         )
 
 
-def _wider(a: tuple[int, ...], b: tuple[int, ...], layer: str) -> tuple[int, ...]:
+def _rows_of(wanted: torch.Tensor, examples: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Per unit, the rows (units, n, P) of the ``wanted`` examples (units, n) found among ``examples``
+    (units, m) with ``rows`` (units, m, P); NaN for -1 and for an example not found."""
+    match = (wanted.unsqueeze(2) == examples.unsqueeze(1)) & (wanted >= 0).unsqueeze(2)
+    source = match.to(torch.int8).argmax(2)
+    units = torch.arange(wanted.shape[0], device=wanted.device).unsqueeze(1)
+    return rows[units, source].masked_fill_(~match.any(2).unsqueeze(2), math.nan)
+
+
+def pad_grid(rows: torch.Tensor, grid: tuple[int, ...], wider: tuple[int, ...]) -> torch.Tensor:
+    """Rows (..., prod(grid)) flat over ``grid``, placed at the start of every axis of the ``wider``
+    grid (same rank, no axis smaller) and flat over it; NaN elsewhere."""
+    if grid == wider:
+        return rows
+    lead = rows.shape[:-1]
+    pad = [p for g, w in zip(reversed(grid), reversed(wider), strict=True) for p in (0, w - g)]
+    spread = torch.nn.functional.pad(rows.reshape(*lead, *grid), pad, value=math.nan)
+    return spread.reshape(*lead, math.prod(wider))
+
+
+def wider_grid(a: tuple[int, ...], b: tuple[int, ...], layer: str) -> tuple[int, ...]:
     """The larger of two position grids (sequences of different lengths); ranks must agree."""
     if a == b:
         return a

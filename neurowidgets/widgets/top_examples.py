@@ -11,13 +11,14 @@ import traitlets
 from torch import nn
 
 from ..core import Probe
-from ..core.examples import Examples
+from ..core.examples import Examples, unit_activations
 from ..core.images import ImageAdapter
 from ..core.scan import ScanResult, check_scan
+from ..core.stats import ROW_INTERVALS
 from ..core.text import TextAdapter
 from .base import bundle, handles
 from .layer_view import LayerView
-from .wire import encode, to_numpy
+from .wire import encode
 
 CARD_CACHE = 32  # cards kept per widget, so that going back to a unit is instant
 
@@ -92,7 +93,7 @@ class FeatureCard(LayerView):
             return {"message": f"Layer {layer!r} was not scanned; scanned layers: {', '.join(self.scan.layers)}."}
         stats = self.scan[layer]
         groups = [{"title": "Top activations", "examples": stats.top_k(unit)[:shown]}]
-        for low, high, entries in stats.samples(unit)[1:4]:  # the top interval repeats the top-k
+        for low, high, entries in stats.samples(unit)[1:ROW_INTERVALS]:  # the top interval repeats the top-k
             groups.append({"title": f"Interval {low:.3g} – {high:.3g}", "examples": entries[:4]})
         entries = [entry for group in groups for entry in group["examples"]]
         card: dict[str, Any] = {
@@ -119,9 +120,8 @@ class FeatureCard(LayerView):
         card["histogram"] = {"counts": encode(counts.astype(np.float32), "float32"), "edges": encode(edges, "float32")}
         if entries:
             indices = [i for _, i, _ in entries]
-            inputs = self.examples.batch(indices)
-            acts = self.probe.run(inputs, [layer])[layer].values[:, :, unit]
-            card["activations"] = encode(to_numpy(acts.float()))
+            inputs = self.examples.batch(indices)  # tokenizing or stacking: no model run
+            card["activations"] = encode(unit_activations(stats, unit, indices, inputs, self.probe))
             if self.examples.modality == "text":
                 card["tokens"] = self.examples.tokens(inputs)
             elif self.examples.modality == "image":
