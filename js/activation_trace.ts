@@ -4,7 +4,7 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { NAN_CSS, formatValue } from "./lib/colors";
-import { LayerValues, positionLabel, update, type LayerState } from "./lib/layer_state";
+import { LayerValues, positionLabel, showLayers, update, type LayerState } from "./lib/layer_state";
 import { Tooltip } from "./lib/tooltip";
 import { element, errorBox, labelledSelect, setOptions } from "./lib/ui";
 
@@ -678,10 +678,11 @@ export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, option
   const themeObserver = new MutationObserver(() => draw());
   themeObserver.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name", "data-jp-theme-light"] });
 
-  const onLayers = () => setOptions(layerSelect, model.get("layers"), model.get("layer"));
+  const onLayers = () => showLayers(layerSelect, model);
   const listeners: [string, () => void][] = [
     ["change:values", loadValues],
     ["change:layers", onLayers],
+    ["change:layer_groups", onLayers],
     ["change:layer", onLayers],
     ["change:along", rebuild],
     ["change:example", rebuild],

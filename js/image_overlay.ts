@@ -8,7 +8,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
 import { DivergingScale, formatValue } from "./lib/colors";
-import { LayerValues, positionLabel, update, type LayerState } from "./lib/layer_state";
+import { LayerValues, positionLabel, showLayers, update, type LayerState } from "./lib/layer_state";
 import { Requests } from "./lib/requests";
 import { Tooltip } from "./lib/tooltip";
 import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
@@ -463,7 +463,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   }
 
   function syncControls(): void {
-    setOptions(layerSelect, model.get("layers"), model.get("layer"));
+    showLayers(layerSelect, model);
     unitInput.max = String(Math.max(0, units - 1));
     const u = unit();
     if (document.activeElement !== unitInput) unitInput.value = u >= 0 ? String(u) : "";
@@ -765,6 +765,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     ["change:prediction", () => schedule("readout")],
     ["change:position", () => schedule("marks")],
     ["change:layers", () => schedule("controls")],
+    ["change:layer_groups", () => schedule("controls")],
     ["change:layer", () => schedule("controls")],
   ];
   for (const [event, listener] of listeners) model.on(event, listener);

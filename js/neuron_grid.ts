@@ -8,7 +8,7 @@ import {
   type Scale,
 } from "./lib/colors";
 import { decodeFloat, type WireArray } from "./lib/codec";
-import { LayerValues, positionLabel, update, type LayerState } from "./lib/layer_state";
+import { LayerValues, positionLabel, showLayers, update, type LayerState } from "./lib/layer_state";
 import { Tooltip } from "./lib/tooltip";
 import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
 
@@ -472,7 +472,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
     loadStats();
     recolour();
   };
-  const onLayers = () => setOptions(layerSelect, model.get("layers"), model.get("layer"));
+  const onLayers = () => showLayers(layerSelect, model);
   const onReduce = () => {
     reduceSelect.value = statistic() !== null || !model.get("reduce").startsWith(STAT_PREFIX) ? model.get("reduce") : "max";
     recolour();
@@ -490,6 +490,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
     ["change:unit_stats", onStats],
     ["change:stat_names", onStats],
     ["change:layers", onLayers],
+    ["change:layer_groups", onLayers],
     ["change:layer", onLayers],
     ["change:reduce", onReduce],
     ["change:position", onReduce],

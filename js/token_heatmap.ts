@@ -5,10 +5,10 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { DivergingScale, formatValue } from "./lib/colors";
-import { LayerValues, update, type LayerState } from "./lib/layer_state";
+import { LayerValues, showLayers, update, type LayerState } from "./lib/layer_state";
 import { Requests, Superseded } from "./lib/requests";
 import { Tooltip } from "./lib/tooltip";
-import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
+import { Legend, element, errorBox, labelledSelect } from "./lib/ui";
 
 export interface HeatmapState extends LayerState {
   texts: string[];
@@ -437,7 +437,7 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
     if (model.get("error")) setBusy("layer", false);
   };
   const onLayers = () => {
-    if (layerSelect) setOptions(layerSelect, model.get("layers"), model.get("layer"));
+    if (layerSelect) showLayers(layerSelect, model);
   };
   const listeners: [string, () => void][] = [
     ["change:values", onValues],
@@ -449,6 +449,7 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
     ["change:position", schedule],
     ["change:error", onError],
     ["change:layers", onLayers],
+    ["change:layer_groups", onLayers],
     ["change:layer", onLayers],
   ];
   for (const [event, listener] of listeners) model.on(event, listener);

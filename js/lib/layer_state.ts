@@ -6,6 +6,7 @@ import { decodeFloat, type WireArray } from "./codec";
 export interface LayerState {
   layer: string;
   layers: string[];
+  layer_groups: { label: string; layers: string[] }[];
   values: WireArray | null;
   positions_shape: number[];
   example: number;
@@ -13,6 +14,34 @@ export interface LayerState {
   position: number;
   lengths: number[];
   error: string;
+}
+
+/** Fill a layer picker: grouped by kind when the kernel sent groups (blocks in order within each), else
+ * the plain list; the current layer is always there. Rebuilt only when the entries change. */
+export function showLayers(select: HTMLSelectElement, model: AnyModel<LayerState>): void {
+  const layer = model.get("layer");
+  const groups = model.get("layer_groups") ?? [];
+  const entries = groups.length ? groups : [{ label: "", layers: model.get("layers") }];
+  const listed = entries.flatMap((g) => g.layers);
+  if (!listed.includes(layer)) entries.push({ label: "", layers: [layer] });
+  const key = JSON.stringify(entries);
+  if (select.dataset.entries !== key) {
+    const option = (name: string) => {
+      const element = document.createElement("option");
+      element.value = name;
+      element.textContent = name;
+      return element;
+    };
+    select.replaceChildren(...entries.flatMap((g) => {
+      if (!g.label) return g.layers.map(option);
+      const group = document.createElement("optgroup");
+      group.label = g.label;
+      group.append(...g.layers.map(option));
+      return [group];
+    }));
+    select.dataset.entries = key;
+  }
+  select.value = layer;
 }
 
 /** The decoded (N, positions, units) activations of the current inputs. */

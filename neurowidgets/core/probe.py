@@ -62,6 +62,30 @@ class _Attached:
     decoder: nn.Module | None
 
 
+@dataclass(frozen=True)
+class TensorSignature:
+    """A tensor's shape, dtype and storage: enough to tell whether two modules saw the very same tensor."""
+
+    shape: tuple[int, ...]
+    floating: bool
+    storage: tuple[int, tuple[int, ...]]  # (data pointer, strides)
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One module's first call in :meth:`Probe.trace`: signatures of its first input and output tensors."""
+
+    name: str
+    input: TensorSignature | None
+    output: TensorSignature | None
+
+
+def _signature(tensor: torch.Tensor | None) -> TensorSignature | None:
+    if tensor is None:
+        return None
+    return TensorSignature(tuple(tensor.shape), tensor.is_floating_point(), (tensor.data_ptr(), tensor.stride()))
+
+
 class Capture(Mapping[str, Activations]):
     """The result of :meth:`Probe.run`: layer name → :class:`Activations`, and the model's ``output``."""
 
@@ -185,6 +209,35 @@ class Probe:
         """Run ``example`` once capturing every layer, so that :attr:`layers` knows every size."""
         self.run(example, layers=self.layer_names, strict=False, output=False)
         return self.layers
+
+    def trace(self, example: Any) -> list[Traced]:
+        """Run ``example`` once and record, for the first call of every module in the order the calls
+        end, the shape and storage of what went in and came out (the cost of one forward pass)."""
+        calls: dict[str, Traced] = {}
+        alive: list[torch.Tensor] = []  # until the end, so that no freed storage is reused and mistaken
+
+        def recorder(name: str):
+            def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+                if name not in calls:
+                    found = first_tensor(args)
+                    tensors = (found if found is not None else first_tensor(kwargs), first_tensor(output))
+                    alive.extend(t for t in tensors if t is not None)
+                    calls[name] = Traced(name, *map(_signature, tensors))
+
+            return hook
+
+        handles = [m.register_forward_hook(recorder(n), with_kwargs=True) for n, m in self._modules.items()]
+        modes = [(m, m.training) for m in self.model.modules()]
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                call_model(self.model, to_device(example, self.device), self._options)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, mode in modes:
+                module.training = mode
+        return list(calls.values())
 
     def _check_name(self, name: str) -> str:
         if name in self._modules or name in self._attached:
@@ -332,9 +385,13 @@ class Probe:
         return attached.base if attached else name
 
     def _layout(self, name: str, tensor: torch.Tensor) -> str:
+        return self.layout(name, tensor.ndim)
+
+    def layout(self, name: str, ndim: int) -> str:
+        """How a ``ndim``-dimensional tensor of layer ``name`` maps to (batch, positions, units)."""
         if name in self._attached:
             return "last"
-        return self._layouts.get(name) or infer_layout(self._modules[name.removesuffix(INPUT)], tensor.ndim)
+        return self._layouts.get(name) or infer_layout(self._modules[name.removesuffix(INPUT)], ndim)
 
     def _remember(self, acts: Activations) -> None:
         if acts.layer in self._seen:  # the hot path: once known, a layer costs one lookup per run

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..core import Capture, Probe
 from ..core.images import ImageAdapter
+from ..core.layers import default_layer
 from ..core.scan import ScanResult
 from ..core.scan import scan as run_scan
 from ..core.text import TextAdapter
@@ -92,8 +93,10 @@ def explore(
 
     - ``inputs``: a string or a list of strings (text: give ``tokenizer``), an (N, C, H, W) image
       tensor, or any other model input batch.
-    - ``layer``: a ``named_modules()`` path; default: the first scanned layer, else a layer chosen
-      from a dry run (the last spatial layer for images, a middle MLP layer for text).
+    - ``layer``: a ``named_modules()`` path (``"<path>:input"`` for a module's input); default: the
+      first scanned layer, else one chosen from a traced forward pass (:func:`default_layer`): a middle
+      block's MLP neurons for text (never the unembedding), the last spatial layer for images. The
+      layer picker groups layers by kind (MLP neurons, attention output, residual stream), blocks in order.
     - ``data``: a dataset to find what drives each unit. Without ``scan`` it is scanned now (k
       examples a unit, cached on disk); with ``scan`` (for example from ``nw.load_scan``) it is
       only used to show the examples the scan found.
@@ -109,17 +112,20 @@ def explore(
     if is_text:
         text = tokenizer if isinstance(tokenizer, TextAdapter) else TextAdapter(tokenizer, max_length)
     model_inputs = text(inputs) if is_text else inputs
+    modality = "text" if is_text else "image" if _is_image_batch(inputs) else "tensor"
+    chosen, layer_map = default_layer(probe, model_inputs, modality)  # one traced forward pass
     if layer is None:
-        layer = scan.layers[0] if scan is not None else default_layer(probe, model_inputs, is_text)
+        layer = scan.layers[0] if scan is not None else chosen
     if data is not None and scan is None:
         scan = run_scan(probe, data, [layer], k=k, adapter=text)
 
     if is_text:
         view = TextExplorer(probe, layer, inputs, text, **kwargs)
-    elif isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.shape[1] in (1, 3, 4):
+    elif modality == "image":
         view = ImageExplorer(probe, layer, inputs, adapter=images, class_names=class_names, **kwargs)
     else:
         view = TensorExplorer(probe, layer, inputs, **kwargs)
+    view.set_layer_groups(layer_map.groups)
     if scan is not None and data is not None:
         view.attach_scan(scan, data, text=text, images=images)
     else:
@@ -131,21 +137,5 @@ def explore(
     return view
 
 
-def default_layer(probe: Probe, inputs: Any, is_text: bool) -> str:
-    """A layer worth looking at first: for text a middle MLP layer, else the last spatial layer."""
-    layers = probe.describe(inputs)
-    grid_rank = 1 if is_text else 2
-    spatial = [
-        name
-        for name, info in layers.items()
-        if info.positions_shape is not None and len(info.positions_shape) == grid_rank and (info.units or 0) > 1
-    ]
-    mlp = [name for name in spatial if name.endswith("intermediate")]
-    if mlp:
-        return mlp[len(mlp) // 2]
-    if spatial:
-        return spatial[-1]
-    sized = [name for name, info in layers.items() if (info.units or 0) > 1]
-    if not sized:
-        raise ValueError("no layer of this model produced units on this input; pass layer=")
-    return sized[len(sized) // 2]
+def _is_image_batch(inputs: Any) -> bool:
+    return isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.shape[1] in (1, 3, 4)

@@ -125,6 +125,8 @@ class ImageOverlay(LayerView):
         self.adapter.check(inputs)
         super()._check_inputs(inputs)
 
+    uses_output = True  # the prediction
+
     def _run(self, layer: str, inputs: Any) -> Capture:
         capture = super()._run(layer, inputs)
         probs = _probabilities(capture.output)

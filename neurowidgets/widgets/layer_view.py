@@ -31,6 +31,8 @@ class LayerView(NeuroWidget):
 
     layer = traitlets.Unicode("").tag(sync=True)
     layers = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    # The picker's groups, [{"label": kind, "layers": [...]}, ...] (see core/layers.py); empty: ``layers`` as listed.
+    layer_groups = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
     values = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY)
     positions_shape = traitlets.List(traitlets.Int(), read_only=True).tag(sync=True)
     example = traitlets.Int(0).tag(sync=True)
@@ -45,7 +47,8 @@ class LayerView(NeuroWidget):
         self._inputs = inputs
         capture = self._run(layer, inputs)  # before any trait is set: a bad input raises, nothing shown
         super().__init__(layer=layer, **kwargs)
-        self.set_trait("layers", self.probe.layer_names)
+        names = self.probe.layer_names
+        self.set_trait("layers", names if layer in names else [*names, layer])
         self._show(capture, layer)
 
     # -- public --------------------------------------------------------------------------------
@@ -62,6 +65,16 @@ class LayerView(NeuroWidget):
     def num_positions(self) -> int:
         return int(self.values.shape[1])
 
+    def set_layer_groups(self, groups: list[tuple[str, list[str]]]) -> None:
+        """Group the layer picker's entries: ``[(kind, [layer, ...]), ...]``, e.g. ``LayerMap.groups``."""
+        for _, names in groups:
+            for name in names:
+                self.probe._check_name(name)
+        listed = {name for _, names in groups for name in names}
+        with self.hold_sync():
+            self.set_trait("layers", [*self.layers, *(n for n in sorted(listed) if n not in self.layers)])
+            self.set_trait("layer_groups", [{"label": kind, "layers": list(names)} for kind, names in groups])
+
     def set_input(self, inputs: Any) -> None:
         """Show another input batch. On error nothing changes."""
         capture = self._run(self.layer, inputs)
@@ -70,9 +83,12 @@ class LayerView(NeuroWidget):
 
     # -- the one forward pass per input --------------------------------------------------------
 
+    # Whether _show reads the model's output; without it a forward pass stops at the layer shown.
+    uses_output = False
+
     def _run(self, layer: str, inputs: Any) -> Capture:
         self._check_inputs(inputs)
-        return self.probe.run(inputs, [layer])
+        return self.probe.run(inputs, [layer], output=self.uses_output)
 
     def _check_inputs(self, inputs: Any) -> None:
         batch_size(inputs)
