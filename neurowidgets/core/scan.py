@@ -336,6 +336,8 @@ def scan(
     if not stats:
         raise ValueError("scan got empty data: the data yielded no example")
     info = {"model": type(probe.model).__name__, "settings": settings}
+    if isinstance(adapter, TextAdapter):  # the views tokenize the examples again as the scan did
+        info["max_length"] = adapter.max_length
     result = ScanResult(stats, seen, [(start_index, start_index + seen)], complete, info).to("cpu")
     if complete and seen < k:
         warnings.warn(

@@ -374,3 +374,125 @@ def test_layer_merge_is_exact_and_symmetric(device):
         np.testing.assert_allclose(merged.var, whole.var, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="different settings"):
         a.merge(LayerStats("x", 4, (3,), k=8, samples=3))
+
+
+# -- kept activations ----------------------------------------------------------------------------------
+
+
+def text_like_batches(seed, sizes, lengths, units):
+    """Batches of 'texts' of different lengths: (values (B, T, U), valid (B, T)), each batch padded to its
+    longest example (T differs from batch to batch)."""
+    generator = torch.Generator().manual_seed(seed)
+    batches, index = [], 0
+    for size in sizes:
+        length = lengths[index : index + size]
+        values = torch.round(torch.randn(size, max(length), units, generator=generator) * 4) / 4  # ties
+        valid = torch.arange(max(length)).unsqueeze(0) < torch.tensor(length).unsqueeze(1)
+        values[~valid] = 1e6  # padding: never kept, never counted
+        batches.append((values, valid))
+        index += size
+    return batches
+
+
+def expected_row(batches, example, unit, width):
+    """The unit's activation over one example, float16, NaN past its end (at most ``width`` positions)."""
+    for values, valid in batches:
+        if example < len(values):
+            row = values[example, :, unit].masked_fill(~valid[example], math.nan).half()
+            return torch.nn.functional.pad(row, (0, width - len(row)), value=math.nan)
+        example -= len(values)
+    raise IndexError(example)
+
+
+def kept_of(stats, unit):
+    """Every example whose row the card or the report may ask for: the top-k and the samples of the
+    highest intervals."""
+    top = [e for _, e, _ in stats.top_k(unit)]
+    samples = [e for _, _, entries in stats.samples(unit)[:4] for _, e, _ in entries]
+    return top + samples
+
+
+def test_kept_rows_are_each_examples_activations_over_its_positions():
+    lengths = [3, 9, 1, 5, 7, 2, 9, 4, 6, 8, 3, 5, 2, 9, 7, 1, 4, 6, 8, 2]
+    batches = text_like_batches(11, [6, 8, 6], lengths, units=5)
+    stats = LayerStats("x", 5, (), k=4, samples=2)
+    first = 0
+    for values, valid in batches:
+        stats.update(values, valid, first, grid=(values.shape[1],))
+        first += len(values)
+    assert stats.positions_shape == (9,) and stats.kept_rows.shape == (5, 4 + 4 * 2, 9)
+    checked = 0
+    for unit in range(5):
+        examples = kept_of(stats, unit)
+        rows = stats.activations(unit, examples)
+        assert rows.dtype == np.float32 and rows.shape == (len(examples), 9)
+        for row, example in zip(rows, examples, strict=True):
+            np.testing.assert_array_equal(row, expected_row(batches, example, unit, 9).float().numpy())
+            assert np.isnan(row[lengths[example] :]).all() and not np.isnan(row[: lengths[example]]).any()
+            checked += 1
+    assert checked > 5 * 4
+    with pytest.raises(KeyError, match="no activations kept for examples"):
+        stats.activations(0, [e for e in range(20) if e not in kept_of(stats, 0)][:1])
+
+
+def test_kept_rows_merge_exactly_across_parts_of_different_widths():
+    lengths = [2, 3, 2, 1, 3, 2, 1, 3, 3, 2, 3, 5, 2, 9, 7, 1, 4, 6, 8, 2, 5, 5, 3]
+    batches = text_like_batches(12, [5, 5, 6, 7], lengths, units=4)
+    whole = LayerStats("x", 4, (), k=5, samples=2)
+    parts = [LayerStats("x", 4, (), k=5, samples=2) for _ in range(2)]
+    first = 0
+    for i, (values, valid) in enumerate(batches):
+        for stats in (whole, parts[i >= 2]):
+            stats.update(values, valid, first, grid=(values.shape[1],))
+        first += len(values)
+    assert parts[0].positions_shape == (3,) and whole.positions_shape == (9,)  # the first part is narrower
+    for merged in (parts[0].merge(parts[1]), parts[1].merge(parts[0])):
+        assert merged.positions_shape == (9,)
+        torch.testing.assert_close(merged.kept_examples, whole.kept_examples, rtol=0, atol=0)
+        torch.testing.assert_close(merged.kept_rows, whole.kept_rows, rtol=0, atol=0, equal_nan=True)
+    assert (whole.kept_examples >= 0).sum() > 4 * 5  # the samples keep rows too, not only the top-k
+
+
+def test_kept_rows_of_an_image_grid_and_of_a_grid_that_grows():
+    torch.manual_seed(13)
+    values = torch.randn(12, 6, 3)  # (batch, 2×3 positions, units)
+    stats = LayerStats("x", 3, (2, 3), k=3, samples=1)
+    stats.update(values[:7], None, 0)
+    stats.update(values[7:], None, 7)
+    for unit in range(3):
+        examples = kept_of(stats, unit)
+        np.testing.assert_array_equal(stats.activations(unit, examples), values[examples, :, unit].half().float())
+    wider = stats.copy()
+    wider.update(torch.randn(2, 12, 3) + 100, None, 12, grid=(3, 4))  # new top examples on a 3×4 grid
+    assert wider.positions_shape == (3, 4)
+    old = [e for e in kept_of(wider, 0) if e < 12]
+    grown = wider.activations(0, old).reshape(-1, 3, 4)
+    np.testing.assert_array_equal(grown[:, :2, :3], stats.activations(0, old).reshape(-1, 2, 3))
+    assert np.isnan(grown[:, 2, :]).all() and np.isnan(grown[:, :, 3]).all()
+    with pytest.raises(ValueError, match="does not fill the grid"):
+        wider.update(torch.randn(1, 5, 3), None, 14)
+
+
+def test_keep_activations_off_keeps_none_and_says_so():
+    values = torch.randn(10, 4, 3)
+    stats = LayerStats("x", 3, (4,), k=2, samples=1, keep_activations=False)
+    stats.update(values, None, 0)
+    assert not hasattr(stats, "kept_rows") and "kept_rows" not in stats.state()[1]
+    with pytest.raises(ValueError, match="without keeping activations"):
+        stats.activations(0, [stats.top_k(0)[0][1]])
+    keeping = LayerStats("x", 3, (4,), k=2, samples=1)
+    keeping.update(values, None, 10)
+    with pytest.raises(ValueError, match="one part kept its examples' activations"):
+        stats.merge(keeping)
+
+
+def test_kept_rows_cost_a_gather_of_the_entries_that_entered():
+    """After the first batches few units change their kept sets: the rows of the others stay put."""
+    torch.manual_seed(14)
+    stats = LayerStats("x", 64, (8,), k=4, samples=1)
+    for i in range(20):
+        stats.update(torch.randn(16, 8, 64), None, 16 * i)
+    before = stats.kept_examples.clone()
+    stats.update(torch.randn(16, 8, 64) - 10, None, 320)  # nothing enters the top-k; lower intervals may
+    changed = (stats.kept_examples != before).any(1)
+    assert changed.sum() < 64 and torch.equal(stats.kept_examples[~changed], before[~changed])

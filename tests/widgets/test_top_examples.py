@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from frontend import FakeFrontend
@@ -85,3 +87,94 @@ def test_text_cards_show_tokens(minilm):
         assert card["tokens"][row] == adapter.tokens(texts[example["index"]])
     assert len(decode(card["activations"])) == len(card["tokens"])
     assert widget.current_index == 0
+
+
+# -- cards from the scan's kept activations -----------------------------------------------------------
+
+
+class ModelCalls:
+    """Counts the model's forward passes (a pre-hook on the top module)."""
+
+    def __init__(self, model):
+        self.count = 0
+        self._handle = model.register_forward_pre_hook(self._called)
+
+    def _called(self, module, args):
+        self.count += 1
+
+    def close(self):
+        self._handle.remove()
+
+
+def cards_of(widget, units):
+    cards = {}
+    for unit in units:
+        widget.selected_units = [unit]
+        cards[unit] = widget.card
+    return cards
+
+
+def assert_same_cards(kept, rerun):
+    for unit, card in kept.items():
+        other = rerun[unit]
+        assert {k: v for k, v in card.items() if k != "activations"} == {
+            k: v for k, v in other.items() if k != "activations"
+        }
+        a, b = decode(card["activations"]), decode(other["activations"])
+        assert a.shape == b.shape and a.dtype == b.dtype == np.float16
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))  # the same padding
+        # float16 of the same value, from another batch of the same examples: at most one float16 step
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
+def check_kept_cards_equal_rerun_cards(model, layer, data, units, **scan_kwargs):
+    kwargs = dict(progress=False, cache=False, **scan_kwargs)
+    kept = nw.scan(model, data, layer, keep_activations=True, **kwargs)
+    rerun = nw.scan(model, data, layer, keep_activations=False, **kwargs)
+    widget_options = {"tokenizer": scan_kwargs["tokenizer"]} if "tokenizer" in scan_kwargs else {}
+    calls = ModelCalls(model)
+    try:
+        kept_widget = TopExamples(model, layer, kept, data, **widget_options)
+        rerun_widget = TopExamples(model, layer, rerun, data, **widget_options)
+        calls.count = 0
+        kept_cards = cards_of(kept_widget, units)
+        assert calls.count == 0  # every card came from the scan
+        rerun_cards = cards_of(rerun_widget, units)
+        assert calls.count == len(units)  # the same cards, one model run each
+    finally:
+        calls.close()
+    assert_same_cards(kept_cards, rerun_cards)
+    return kept_cards
+
+
+def test_cards_from_kept_activations_equal_cards_from_the_model_images(digits):
+    cards = check_kept_cards_equal_rerun_cards(
+        digits.model, "conv2", digits.test_images[:150], units=range(12), k=6, batch_size=40
+    )
+    for card in cards.values():
+        assert decode(card["activations"]).shape[1] == 64  # the 8×8 map of every example
+        assert len(card["groups"]) > 1  # lower intervals drawn from the kept rows too
+
+
+def test_cards_from_kept_activations_equal_cards_from_the_model_text(tiny_lm, lm_tokenizer):
+    from pydoc_data.topics import topics
+
+    words = " ".join(topics[name] for name in sorted(topics)[:8]).split()
+    lengths = [3, 40, 9, 17, 1, 33, 5, 26, 12, 7, 48, 2, 21, 14, 30, 4, 11, 19, 6, 25]
+    starts = np.cumsum([0, *lengths])
+    texts = [" ".join(words[a:b]) for a, b in itertools.pairwise(starts)]
+    cards = check_kept_cards_equal_rerun_cards(
+        tiny_lm("gpt2"),
+        "transformer.h.1.mlp.act",
+        texts,
+        units=range(0, 256, 23),
+        k=5,
+        batch_size=6,
+        tokenizer=lm_tokenizer,
+        max_length=32,
+    )
+    for card in cards.values():
+        acts = decode(card["activations"])
+        assert acts.shape[1] == 32  # the scan's positions; each row NaN past its text's tokens
+        for row, tokens in enumerate(card["tokens"]):
+            assert not np.isnan(acts[row, : len(tokens)]).any() and np.isnan(acts[row, len(tokens) :]).all()
