@@ -1,0 +1,148 @@
+"""Live at the scale of real models: kernel time per explorer interaction, as ratios to a bare forward.
+
+    .venv/bin/python benchmarks/live_lm.py [--models gpt2,minilm] [--texts 64] [--repeats 12]
+
+For each model (GPT-2-small's shape built from its config with random weights, 124M parameters,
+MiniLM's tokenizer; and all-MiniLM-L6-v2, 22.7M), an explorer on one sentence with a scan of
+``--texts`` chunks of real text (128 tokens, two MLP layers) attached, driven as the page drives it
+(tests/widgets/frontend.py: the same state updates and requests, no browser):
+
+- select a unit (a ``selected_units`` update): p50/p95 ms, and how many model calls it made;
+- edit the sentence (a ``set_text`` request, ~20 tokens): p50/p95 as a ratio to one bare forward of
+  that sentence timed just before it, and the bytes sent to the page against 2 × tokens × units + 10 KB;
+- switch layer (a ``layer`` update between the two scanned MLP layers): ratio to a bare forward.
+
+Ratios are of medians measured interleaved in one run, so machine load affects both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "widgets"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from frontend import FakeFrontend  # noqa: E402
+from language_models import build, tokenizer  # noqa: E402
+from minilm import load_minilm, real_text  # noqa: E402
+
+import neurowidgets as nw  # noqa: E402
+
+SENTENCES = [
+    "The old lighthouse keeper watched the storm roll in over the grey and restless sea tonight.",
+    "She opened the heavy wooden door and found a garden full of strange blue flowers inside.",
+    "Python dictionaries keep their insertion order, which makes many small programs simpler.",
+    "After the long winter the river rose quickly and flooded the fields along the valley floor.",
+]
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def sent_bytes(frontend: FakeFrontend, since: int) -> int:
+    return sum(len(json.dumps(m, default=str)) + sum(len(b) for b in bufs) for m, bufs in frontend.sent[since:])
+
+
+def bare_forward(model, tok, text: str) -> float:
+    batch = tok([text], return_tensors="pt")
+    start = time.perf_counter()
+    with torch.no_grad():
+        model(**batch, **({"use_cache": False} if "gpt" in type(model).__name__.lower() else {}))
+    return time.perf_counter() - start
+
+
+def run(name: str, model, tok, layers: list[str], texts: list[str], repeats: int) -> None:
+    print(f"\n== {name}: layers {layers}, scan of {len(texts)} texts")
+    start = time.perf_counter()
+    scan = nw.scan(model, texts, layers, tokenizer=tok, max_length=128, k=16, progress=False)
+    print(f"scan: {time.perf_counter() - start:.1f} s{' (cached)' if scan.from_cache else ''}")
+    start = time.perf_counter()
+    view = nw.explore(model, SENTENCES[0], data=texts, scan=scan, tokenizer=tok, layer=layers[0])
+    print(f"explore: {time.perf_counter() - start:.2f} s, layer {view.layer}, {view.num_units} units")
+    start = time.perf_counter()
+    chosen = nw.explore(model, SENTENCES[0], tokenizer=tok)
+    print(f"explore with no layer=: {time.perf_counter() - start:.2f} s, chose {chosen.layer}")
+    chosen.close()
+    page = FakeFrontend(view)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        # select a unit
+        times = []
+        for i in range(repeats):
+            unit = (37 * i + 11) % view.num_units
+            start = time.perf_counter()
+            page.set_state(selected_units=[unit])
+            times.append((time.perf_counter() - start) * 1e3)
+        p50, p95 = percentiles(times)
+        print(f"select a unit: p50 {p50:.1f} ms, p95 {p95:.1f} ms, model calls {len(calls)} (budget: 0 calls, p95 < 50 ms)")
+
+        # edit the sentence
+        ratios, sizes = [], []
+        for i in range(repeats):
+            text = SENTENCES[(i + 1) % len(SENTENCES)] + ("" if i % 2 else " Indeed.")
+            tokens = len(tok(text)["input_ids"])
+            bare = bare_forward(model, tok, text)
+            since = len(page.sent)
+            start = time.perf_counter()
+            page.custom({"type": "request", "id": i, "kind": "set_text", "args": {"row": 0, "text": text}})
+            ratios.append((time.perf_counter() - start) / bare)
+            sizes.append((sent_bytes(page, since), 2 * tokens * view.num_units + 10_000))
+            assert not view.error, view.error
+        p50, p95 = percentiles(ratios)
+        worst = max(sizes, key=lambda s: s[0] / s[1])
+        print(
+            f"edit a sentence ({tokens} tokens): p50 {p50:.2f}x, p95 {p95:.2f}x one bare forward (budget 1.3x); "
+            f"bytes sent {worst[0]:,} (budget {worst[1]:,})"
+        )
+
+        # switch layer
+        ratios = []
+        for i in range(repeats):
+            bare = bare_forward(model, tok, view.texts[0])
+            start = time.perf_counter()
+            page.set_state(layer=layers[(i + 1) % 2])
+            ratios.append((time.perf_counter() - start) / bare)
+            assert not view.error, view.error
+        p50, p95 = percentiles(ratios)
+        print(f"switch layer: p50 {p50:.2f}x, p95 {p95:.2f}x one bare forward (budget 1.3x)")
+    finally:
+        handle.remove()
+        view.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="gpt2,minilm")
+    parser.add_argument("--texts", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=12)
+    args = parser.parse_args()
+    texts = real_text(args.texts)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name in args.models.split(","):
+        if name == "gpt2":
+            tok = tokenizer()
+            model = build("gpt2", tok)
+            run("GPT-2-small shape (random weights)", model, tok, ["transformer.h.5.mlp.act", "transformer.h.6.mlp.act"],
+                texts, args.repeats)  # fmt: skip
+        elif name == "minilm":
+            model, tok, what = load_minilm()
+            layers = ["encoder.layer.2.intermediate", "encoder.layer.3.intermediate"]
+            run(what, model, tok, layers, texts, args.repeats)
+        else:
+            raise SystemExit(f"unknown model {name!r}: gpt2 or minilm")
+
+
+if __name__ == "__main__":
+    main()
