@@ -287,7 +287,7 @@ def scan(
             if first_input is None:
                 first_input = describe(model_inputs)
             try:
-                capture = probe.run(model_inputs, layers)
+                capture = probe.run(model_inputs, layers, output=False)  # stops after the deepest layer
             except (ModelCallError, LayerError) as error:
                 earlier = f"; the first batch was {first_input}" if batch_index else ""
                 raise type(error)(f"{where}: {error}{earlier}") from error
