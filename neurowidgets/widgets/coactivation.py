@@ -14,6 +14,7 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from ..core import Probe
+from . import background
 from .bokeh_host import padded_extent
 from .companion import Companion
 from .layer_view import LayerView
@@ -21,6 +22,7 @@ from .wire import to_numpy
 
 MATRIX, PAIR, SCATTER = "nw-coact-matrix", "nw-coact-pair", "nw-coact-scatter"
 NAN_GREY = "#9e9e9e"  # constant units have no correlation: grey, apart from every colour of the scale
+CHUNK_POSITIONS = 512  # positions (tokens, or examples without positions) per forward pass of the sample
 
 
 def max_activations(probe: Probe, inputs: Any, layer: str) -> np.ndarray:
@@ -64,7 +66,8 @@ class CoActivation(Companion):
     selection stays among them. Tapping a point of the scatter shows that example in the explorer.
 
     ``sample``: how many examples of the explorer's data (a seeded random choice when it has more);
-    without data, the explorer's current input batch.
+    without data, the explorer's current input batch. The data's sample runs in the background, in
+    chunks, with its progress in the matrix's title; another layer cancels it (see background.py).
     """
 
     def __init__(self, view: LayerView, sample: int = 256, max_units: int = 12, seed: int = 0, **kwargs: Any):
@@ -77,6 +80,8 @@ class CoActivation(Companion):
         self._cache: dict[str, np.ndarray] = {}  # layer → (sampled examples, units) maxima
         self._cached_of: Any = None  # what the cache was sampled from: the explorer's examples, or its batch
         self._sample: tuple[Any, np.ndarray | None] = (None, None)  # (the explorer's examples, the sample)
+        self._chunks: tuple[Any, list[Any]] = (None, [])  # (the explorer's examples, the sample's inputs)
+        self._sampling: tuple[Any, str] | None = None  # (examples, layer) of the last background job
         self.matrix_units: list[int] = []
         self.correlation = np.zeros((0, 0))
         self.pair: tuple[int, int] | None = None
@@ -105,18 +110,81 @@ class CoActivation(Companion):
 
     def activations(self, layer: str | None = None) -> np.ndarray:
         """(sampled examples, units): each sampled example's maximum over positions, per unit of
-        ``layer`` (default: the current one). One forward pass of the sample per layer, kept."""
+        ``layer`` (default: the current one). One forward pass of the sample per layer, kept: the
+        current layer's from the background (waited for), another one's computed now."""
         layer = layer or self.layer
-        view = self.view
-        indices = self.sample_indices
-        sampled_from = view.inputs if indices is None else view.examples
+        if self._held(layer) is None and self.sample_indices is not None:
+            self.wait()
+        acts = self._held(layer)
+        if acts is None:
+            acts = self._cache[layer] = self._maxima(self.view.probe, layer)
+        return acts
+
+    def _sampled_from(self) -> Any:
+        return self.view.inputs if self.sample_indices is None else self.view.examples
+
+    def _held(self, layer: str) -> np.ndarray | None:
+        """The layer's maxima if they are of the current sample (None if not computed yet)."""
+        sampled_from = self._sampled_from()
         if sampled_from is not self._cached_of:  # other data or another batch: the cache is stale
             self._cache.clear()
             self._cached_of = sampled_from
-        if layer not in self._cache:
-            inputs = view.inputs if indices is None else view.examples.batch(indices.tolist())
-            self._cache[layer] = max_activations(view.probe, inputs, layer)
-        return self._cache[layer]
+        return self._cache.get(layer)
+
+    def _maxima(self, probe: Probe, layer: str) -> np.ndarray:
+        """The sample's maxima of ``layer`` now, in the calling thread."""
+        if self.sample_indices is None:
+            return max_activations(probe, self.view.inputs, layer)
+        return np.concatenate([max_activations(probe, inputs, layer) for inputs in self._sample_chunks()])
+
+    def _sample_chunks(self) -> list[Any]:
+        """The sampled examples as model inputs, about ``CHUNK_POSITIONS`` positions per chunk; made once
+        per data, in the foreground (see background.chunks)."""
+        examples = self.view.examples
+        if self._chunks[0] is not examples:
+            indices = self.sample_indices
+            step = max(1, int(CHUNK_POSITIONS / background.positions(examples.batch(indices[:8].tolist()))))
+            self._chunks = (examples, background.chunks(examples, indices, step))
+        return self._chunks[1]
+
+    def _start_sampling(self, layer: str) -> None:
+        """Compute the layer's maxima over the data's sample in the background; draw them when done."""
+        examples = self.view.examples
+        if self._sampling == (examples, layer) and background.running(self):
+            return  # already on its way
+        self._sampling = (examples, layer)
+        chunks, total = self._sample_chunks(), len(self.sample_indices)
+
+        def work(probe: Probe):
+            rows = []
+            for inputs in chunks:
+                rows.append(max_activations(probe, inputs, layer))
+                yield sum(len(r) for r in rows)
+            return np.concatenate(rows)
+
+        def publish(acts: np.ndarray, seconds: float) -> None:
+            if self.view is None or self._sampled_from() is not examples:
+                return  # other data since
+            self._cache[layer] = acts
+            if layer == self.layer:
+                self._refresh(new_matrix=True)
+
+        def progress(done: int, seconds: float) -> None:
+            self.update(self._matrix.title, text=f"{layer}: sampling {done}/{total} examples, {seconds:.1f} s")
+
+        self._clear(f"{layer}: sampling 0/{total} examples")
+        background.submit(
+            self, "sample", self.view.probe, work, publish, progress, action=f"correlating the units of {layer!r}"
+        )
+
+    def _clear(self, title: str) -> None:
+        """Nothing drawn (the previous layer's correlations would be misread as this one's)."""
+        self.matrix_units, self.correlation, self.pair = [], np.zeros((0, 0)), None
+        self.update(self.sources[MATRIX], data={k: [] for k in self.sources[MATRIX].data})
+        self.update(self.sources[PAIR], data={"x": [], "y": []})
+        self.update(self.sources[SCATTER], data={"x": [], "y": [], "example": []})
+        self.update(self._matrix.title, text=title)
+        self.update(self._scatter.title, text=" ")
 
     # -- choosing the units --------------------------------------------------------------------
 
@@ -178,9 +246,14 @@ class CoActivation(Companion):
     def _refresh(self, new_matrix: bool = False) -> None:
         if self.view is None:  # unfollowed: nothing to sample
             return
-        acts = self.activations()
-        selected = [u for u in self.selected_units if u < acts.shape[1]]
-        with self.hold_sync():
+        with background.lock, self.hold_sync():  # the background publishes through here too
+            acts = self._held(self.layer)
+            if acts is None and self.sample_indices is None:  # the current batch: one forward pass, now
+                acts = self._cache[self.layer] = self._maxima(self.view.probe, self.layer)
+            if acts is None:
+                self._start_sampling(self.layer)
+                return
+            selected = [u for u in self.selected_units if u < acts.shape[1]]
             if new_matrix or not set(selected) <= set(self.matrix_units):
                 self.matrix_units = self._matrix_units(acts, selected)
                 self.correlation = correlation(acts[:, self.matrix_units])

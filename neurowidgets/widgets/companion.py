@@ -4,6 +4,9 @@ The explorer links its own views by being one widget (see explorer.py). A compan
 widget, so it is linked in this one place: its ``layer`` and ``selected_units`` are linked both ways
 with the followed view's traits of the same names, and it is told when that view's current input
 changes. Selecting in the companion's plot selects in the explorer's views and the other way round.
+
+Work over a sample of the data runs in the background (background.py); :meth:`Companion.wait` waits
+for it, and closing a companion cancels it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import traitlets
 
+from . import background
 from .bokeh_host import BokehHost
 from .layer_view import LayerView
 
@@ -53,8 +57,14 @@ class Companion(BokehHost):
             self.follow(follow)
 
     def close(self) -> None:
+        background.cancel(self)
         self.unfollow()
         super().close()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the work over the sample in the background is shown (for scripts and tests; a
+        message handler must never wait). Raises TimeoutError after ``timeout`` seconds."""
+        background.wait(self, timeout)
 
     def follow(self, view: LayerView) -> None:
         """Link ``layer`` and ``selected_units`` with ``view``'s (taking its values now) and follow

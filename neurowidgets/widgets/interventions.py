@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -15,6 +16,7 @@ from bokeh.transform import dodge
 
 from ..core import Probe
 from ..core.edits import Edit, ablate, clamp, scale, steer
+from ..core.inputs import batch_size
 from ..core.outputs import (
     KINDS,
     Comparison,
@@ -27,13 +29,17 @@ from ..core.outputs import (
     readout,
     top1_changed,
 )
+from . import background
 from .base import bundle, handles
 from .companion import Companion
 from .layer_view import LayerView
 
 MODES = ("ablate", "clamp", "scale", "steer")
 BARS = "nw-interventions-bars"
-SAMPLE_BATCH = 64  # examples per forward pass of the sample
+SAMPLE_BATCH = 64  # at most this many examples per forward pass of the sample
+SAMPLE_SECONDS = 3.0  # the default sample: about this long for its first edit (before and after)
+CHUNK_SECONDS = 0.5  # about this long per forward pass of the sample: progress, and a pause point
+MIN_SAMPLE, MAX_DEFAULT_SAMPLE = 16, 1024
 BEFORE, AFTER = "#b5b5b5", "#1f77b4"
 NOTED = 0.005  # the smallest probability written next to its bar
 AXIS = {"classes": "probability", "tokens": "log-probability at the predicted token", "vector": "output value"}
@@ -76,10 +82,16 @@ class Interventions(Companion):
       (mean cosine similarity for vectors), and the accuracy before and after when there are labels:
       ``labels`` (one per example of the data), or those of a labelled dataset's (inputs, label) items;
       for a causal language model, the next-token accuracy on the sampled texts themselves.
+      ``sample=None`` (the default) sizes it from a timed forward pass of the current input, so that a
+      new edit's sample takes about ``SAMPLE_SECONDS`` on the model at hand.
+    - The current input's before and after are computed at once (in the message handler); the sample
+      effect in the background (see background.py), in chunks with progress in ``sample_status``,
+      cancelled by a newer edit. :meth:`wait` waits for it; :attr:`effect` waits too.
 
     Synced: ``mode``, ``strength``, ``ranges`` (per mode ``[min, max, step, default]`` for the slider;
     clamp values follow the layer's activations on the current input), ``kind``, ``summary``,
-    ``sample_effect``, ``direction``. The front-end sends ``edit`` requests (latest wins while dragging).
+    ``sample_effect``, ``sample_status``, ``sample_size``, ``data_size``, ``direction``. The front-end
+    sends ``edit`` requests (latest wins while dragging) and ``sample`` requests (a bigger sample).
     """
 
     _esm = bundle("interventions")
@@ -90,13 +102,16 @@ class Interventions(Companion):
     kind = traitlets.Unicode("", read_only=True).tag(sync=True)
     summary = traitlets.Unicode("", read_only=True).tag(sync=True)
     sample_effect = traitlets.Unicode("", read_only=True).tag(sync=True)
+    sample_status = traitlets.Unicode("", read_only=True).tag(sync=True)
+    sample_size = traitlets.Int(0, read_only=True).tag(sync=True)
+    data_size = traitlets.Int(0, read_only=True).tag(sync=True)
     direction = traitlets.Unicode("the selected units", read_only=True).tag(sync=True)
 
     def __init__(
         self,
         view: LayerView,
         labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
-        sample: int = 256,
+        sample: int | None = None,
         class_names: Sequence[str] | None = None,
         output: str | None = None,
         k: int = 8,
@@ -106,10 +121,11 @@ class Interventions(Companion):
             raise TypeError(f"Interventions follows an explorer (nw.explore), got {type(view).__name__}")
         if output is not None and output not in KINDS:
             raise ValueError(f"output must be one of {KINDS} (or None to choose from the output), got {output!r}")
-        if int(sample) < 1:
-            raise ValueError(f"sample must be at least 1, got {sample}")
+        if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+            raise ValueError(f"sample must be an int of at least 1 (or None to size it by time), got {sample!r}")
         self._labels = None if labels is None else np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
-        self._sample = int(sample)
+        self._sample = sample
+        self._seconds_per_example = 0.0  # of the current input, timed with its "before" forward pass
         self._class_names = None if class_names is None else [str(n) for n in class_names]
         self._output = output
         self._k = int(k)
@@ -118,9 +134,10 @@ class Interventions(Companion):
         self._before: np.ndarray | None = None  # the shown example's readouts
         self._after: np.ndarray | None = None
         self._memos: dict[str, tuple[tuple, Any]] = {}
+        self._sample_key: tuple | None = None  # the edit whose sample was submitted last
         self._quiet = False
         self.comparison: Comparison | None = None
-        self.effect: dict[str, Any] = {}
+        self._effect: dict[str, Any] = {}
         if self._labels is not None:
             examples = getattr(view, "examples", None)
             if examples is None:
@@ -164,9 +181,15 @@ class Interventions(Companion):
         return self._after
 
     @property
+    def effect(self) -> dict[str, Any]:
+        """The effect of the current edit over the sample (see the class); waits for the background."""
+        self.wait()
+        return self._effect
+
+    @property
     def sample_indices(self) -> np.ndarray:
         """The examples of the explorer's data the sample effect is computed on (global indices)."""
-        return self.view.examples.sample(self._sample)
+        return self.view.examples.sample(self._sample_size(self.view.examples))
 
     def steer_with(
         self, vector: Sequence[float] | np.ndarray | torch.Tensor | None, alpha: float | None = None
@@ -195,7 +218,9 @@ class Interventions(Companion):
 
     def _before_readouts(self, inputs: Any) -> tuple[str, np.ndarray]:
         """The kind of output and the unedited readouts of the whole batch."""
+        start = time.perf_counter()
         output = self.probe.run(inputs, []).output
+        self._seconds_per_example = (time.perf_counter() - start) / batch_size(inputs)
         kind = self._output or output_kind(logits_of(output), self._vocab_size())
         before = self._readout(output, kind, inputs)
         names = self._class_names or getattr(self.view, "class_names", None)
@@ -264,9 +289,21 @@ class Interventions(Companion):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self._apply(mode, float(strength), self._vector)
 
-    def _run_edited(self, inputs: Any, edit: Edit) -> Any:
-        with self.probe.edit({self.view.layer: edit}):
-            return self.probe.run(inputs, []).output
+    @handles("sample")
+    def _on_sample(self, size: int) -> None:
+        """A bigger (or smaller) sample: the current edit's effect over ``size`` examples of the data."""
+        examples = getattr(self.view, "examples", None)
+        if examples is None:
+            raise ValueError("there is no sample without the explorer's data: nw.explore(..., data=...)")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"the sample size must be an int of at least 1, got {size!r}")
+        self._sample = min(size, len(examples))
+        self._apply(self.mode, self.strength, self._vector)
+
+    def _run_edited(self, inputs: Any, edit: Edit, probe: Probe | None = None) -> Any:
+        probe = probe or self.probe
+        with probe.edit({self.view.layer: edit}):
+            return probe.run(inputs, []).output
 
     def _memo(self, name: str, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()``, or what it gave for the same key the last time ``name`` was asked for."""
@@ -275,45 +312,115 @@ class Interventions(Companion):
             held = self._memos[name] = (key, compute())
         return held[1]
 
+    def _held(self, name: str, key: tuple) -> Any:
+        """What ``name`` holds for ``key`` (None if it holds another key's or nothing)."""
+        held = self._memos.get(name)
+        return held[1] if held is not None and held[0] == key else None
+
     def _apply(self, mode: str, strength: float, vector: torch.Tensor | None) -> None:
-        """Compute everything for this edit first, then publish it: an error (in the model, say) leaves
-        the panel as it was. Batch and sample readouts are remembered per input, layer and edit: another
-        example or position of the explorer, or the same edit again, runs no model."""
+        """Compute the current input's before and after first, then publish them: an error (in the model,
+        say) leaves the panel as it was. The sample's effect follows from the background. Batch and
+        sample readouts are remembered per input, layer and edit: another example or position of the
+        explorer, or the same edit again, runs no model."""
         view = self.view
         inputs, examples, example = view.inputs, getattr(view, "examples", None), view.example
-        kind, before = self._memo("before", (_Same(inputs),), lambda: self._before_readouts(inputs))
-        edit = self._edit_for(mode, strength, vector)
-        edited = (kind, view.layer, mode, strength, tuple(self.selected_units), _Same(vector))
-        after = before
-        if edit is not None:
-            after = self._memo(
-                "after", (_Same(inputs), *edited), lambda: self._readout(self._run_edited(inputs, edit), kind, inputs)
-            )
-        effect, effect_text = {}, ""
-        if examples is not None:
-            effect, effect_text = self._memo(
-                "effect", (_Same(examples), *edited), lambda: self._sample_effect(examples, kind, edit)
-            )
+        with background.foreground():
+            kind, before = self._memo("before", (_Same(inputs),), lambda: self._before_readouts(inputs))
+            edit = self._edit_for(mode, strength, vector)
+            edited = (kind, view.layer, mode, strength, tuple(self.selected_units), _Same(vector))
+            after = before
+            if edit is not None:
+                after = self._memo(
+                    "after", (_Same(inputs), *edited),
+                    lambda: self._readout(self._run_edited(inputs, edit), kind, inputs),
+                )  # fmt: skip
+            batches = None if examples is None else self._sample_batches(examples)
         comparison = compare(kind, before[example], after[example], partial(self._name, kind), self._k)
         summary = comparison.summary if edit is not None else "select units to edit (nothing is edited)"
-        self._before, self._after = before[example], after[example]
-        self.comparison, self.effect = comparison, effect
-        self._quiet = True
-        try:
-            with self.hold_sync():
-                if kind != self.kind:
-                    self.set_trait("kind", kind)
-                    self.show(self._figure(kind))
-                self.mode, self.strength = mode, strength
-                if vector is not self._vector:
-                    self._set_vector(vector)
-                self.set_trait("summary", summary)
-                self.set_trait("sample_effect", effect_text)
-                self._draw(comparison, summary)
-        finally:
-            self._quiet = False
+        with background.lock:  # no sample result of an older edit is published from here on
+            self._before, self._after = before[example], after[example]
+            self.comparison = comparison
+            self._quiet = True
+            try:
+                with self.hold_sync():
+                    if kind != self.kind:
+                        self.set_trait("kind", kind)
+                        self.show(self._figure(kind))
+                    self.mode, self.strength = mode, strength
+                    if vector is not self._vector:
+                        self._set_vector(vector)
+                    self.set_trait("summary", summary)
+                    self._draw(comparison, summary)
+                    if batches is not None:
+                        self._start_sample(examples, batches, kind, edit, (_Same(examples), *edited, len(batches[0])))
+            finally:
+                self._quiet = False
 
     # -- the sample ----------------------------------------------------------------------------
+
+    def _sample_size(self, examples: Any) -> int:
+        """``sample=``, or one sized from the current input's timed forward pass (see the class)."""
+        if self._sample is None:
+            per_example = self._seconds_per_data_example(examples, examples.sample(8))
+            # The first edit runs the sample twice (before and after); later edits once.
+            fits = int(SAMPLE_SECONDS / (2 * per_example)) if per_example > 0 else MAX_DEFAULT_SAMPLE
+            self._sample = min(max(fits, MIN_SAMPLE), MAX_DEFAULT_SAMPLE)
+        return min(self._sample, len(examples))
+
+    def _seconds_per_data_example(self, examples: Any, indices: np.ndarray) -> float:
+        """A forward pass's time per example of the data, from the current input's: scaled by their
+        numbers of tokens (a forward of a sentence costs less than one of a long text)."""
+        ratio = background.positions(examples.batch(indices[:8].tolist())) / background.positions(self.view.inputs)
+        return self._seconds_per_example * ratio
+
+    def _sample_batches(self, examples: Any) -> tuple[np.ndarray, list[Any]]:
+        """The sample's indices and its model inputs in chunks of about ``CHUNK_SECONDS`` each, made
+        once per data and size."""
+        size = self._sample_size(examples)
+
+        def make() -> tuple[np.ndarray, list[Any]]:
+            indices = examples.sample(size)
+            per_example = self._seconds_per_data_example(examples, indices)
+            step = min(max(int(CHUNK_SECONDS / per_example), 1), SAMPLE_BATCH) if per_example > 0 else SAMPLE_BATCH
+            return indices, background.chunks(examples, indices, step)
+
+        return self._memo("sample batches", (_Same(examples), size), make)
+
+    def _start_sample(self, examples: Any, batches: tuple, kind: str, edit: Edit | None, key: tuple) -> None:
+        """Show the effect of this edit over the sample: remembered, or computed in the background."""
+        indices, _ = batches
+        self.set_trait("data_size", len(examples))
+        self.set_trait("sample_size", len(indices))
+        held = self._held("effect", key)
+        if held is not None:
+            background.cancel(self, "sample")
+            self._show_effect(*held)
+            return
+        if key == self._sample_key and background.running(self):
+            return  # the same edit again (a replayed request): its sample is on its way
+        self._sample_key = key
+        self._effect = {}
+        self.set_trait("sample_effect", "")
+        self.set_trait("sample_status", f"sample: 0/{len(indices)} examples")
+
+        def publish(result: tuple[dict[str, Any], str], seconds: float) -> None:
+            self._memos["effect"] = (key, (*result, seconds))
+            self._show_effect(*result, seconds)
+
+        def progress(step: tuple[str, int], seconds: float) -> None:
+            phase, done = step
+            self.set_trait("sample_status", f"sample: {phase} {done}/{len(indices)} examples, {seconds:.1f} s")
+
+        background.submit(
+            self, "sample", self.probe, partial(self._sample_work, examples, batches, kind, edit),
+            publish, progress, action="computing the effect over the sample",
+        )  # fmt: skip
+
+    def _show_effect(self, effect: dict[str, Any], text: str, seconds: float) -> None:
+        self._effect = effect
+        with self.hold_sync():
+            self.set_trait("sample_effect", text)
+            self.set_trait("sample_status", f"{effect['examples']} of {self.data_size} examples, {seconds:.1f} s")
 
     def _causal(self, kind: str) -> bool:
         """A language model that predicts the next token (a transformers model that can generate; a
@@ -321,26 +428,45 @@ class Interventions(Companion):
         can_generate = getattr(self.probe.model, "can_generate", None)
         return kind == "tokens" and callable(can_generate) and bool(can_generate())
 
-    def _sample_readouts(self, examples: Any, kind: str, edit: Edit | None) -> tuple[np.ndarray, tuple[int, int]]:
-        """The sample's readouts, and for a causal language model its next-token (hits, predictions)."""
-        rows, indices, hits, total = [], self.sample_indices, 0, 0
-        for start in range(0, len(indices), SAMPLE_BATCH):
-            inputs = examples.batch(indices[start : start + SAMPLE_BATCH].tolist())
-            output = self.probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit)
-            rows.append(self._readout(output, kind, inputs))
-            ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else None
-            if self._causal(kind) and ids is not None and tuple(logits_of(output).shape[:2]) == tuple(ids.shape):
-                mask = inputs.get("attention_mask")
-                batch_hits, batch_total = next_token_hits(
-                    logits_of(output).cpu(), inputs["input_ids"].cpu(), None if mask is None else mask.cpu()
-                )
-                hits, total = hits + batch_hits, total + batch_total
-        return np.concatenate(rows), (hits, total)
+    def _chunk_readouts(self, probe: Probe, inputs: Any, kind: str, edit: Edit | None) -> tuple[np.ndarray, int, int]:
+        """One chunk's readouts, and for a causal language model its next-token (hits, predictions)."""
+        output = probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit, probe)
+        ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else None
+        hits = total = 0
+        if self._causal(kind) and ids is not None and tuple(logits_of(output).shape[:2]) == tuple(ids.shape):
+            mask = inputs.get("attention_mask")
+            hits, total = next_token_hits(logits_of(output).cpu(), ids.cpu(), None if mask is None else mask.cpu())
+        return self._readout(output, kind, inputs), hits, total
 
-    def _sample_effect(self, examples: Any, kind: str, edit: Edit | None) -> tuple[dict[str, Any], str]:
-        key = (_Same(examples), kind)  # once per data set, not per edit
-        before, hits_before = self._memo("sample before", key, lambda: self._sample_readouts(examples, kind, None))
-        after, hits_after = (before, hits_before) if edit is None else self._sample_readouts(examples, kind, edit)
+    def _sample_work(
+        self, examples: Any, batches: tuple, kind: str, edit: Edit | None, probe: Probe
+    ) -> Generator[tuple[str, int], None, tuple[dict[str, Any], str]]:
+        """In the background: the sample's readouts before (once per data set and size) and after the
+        edit, one chunk per step; then the effect."""
+        indices, chunks = batches
+
+        def readouts(phase: str, edit: Edit | None) -> Generator:
+            rows, hits, total, done = [], 0, 0, 0
+            for inputs in chunks:
+                chunk, chunk_hits, chunk_total = self._chunk_readouts(probe, inputs, kind, edit)
+                rows.append(chunk)
+                hits, total, done = hits + chunk_hits, total + chunk_total, done + len(chunk)
+                yield phase, done
+            return np.concatenate(rows), (hits, total)
+
+        key = (_Same(examples), kind, len(indices))  # once per data set and size, not per edit
+        plain = self._held("sample before", key)
+        if plain is None:
+            plain = yield from readouts("before", None)
+            with background.lock:  # kept even if this job is cancelled later: the next edit needs it
+                self._memos["sample before"] = (key, plain)
+        edited = plain if edit is None else (yield from readouts("after", edit))
+        return self._sample_effect(examples, indices, kind, plain, edited)
+
+    def _sample_effect(
+        self, examples: Any, indices: np.ndarray, kind: str, plain: tuple, edited: tuple
+    ) -> tuple[dict[str, Any], str]:
+        (before, hits_before), (after, hits_after) = plain, edited
         count = len(before)
         if kind == "vector":
             similarity = float(np.mean([cosine_similarity(b, a) for b, a in zip(before, after, strict=True)]))
@@ -353,9 +479,9 @@ class Interventions(Companion):
         parts = [f"{what} changed on {changed} ({changed / count:.0%})"]
         labels = None
         if self._labels is not None:
-            labels = self._labels[self.sample_indices - examples.start_index]
+            labels = self._labels[indices - examples.start_index]
         elif examples.labelled:  # a labelled dataset carries its own
-            labels = examples.labels(self.sample_indices)
+            labels = examples.labels(indices)
         if labels is not None and kind == "classes":
             effect.update(accuracy_before=accuracy(before, labels), accuracy_after=accuracy(after, labels))
             parts.insert(0, f"accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%}")

@@ -11,6 +11,7 @@ import torch
 from frontend import FakeFrontend
 
 import neurowidgets as nw
+from neurowidgets.widgets import background
 from neurowidgets.widgets.coactivation import MATRIX, PAIR, SCATTER, CoActivation, max_activations
 
 
@@ -64,6 +65,7 @@ def test_sample_matrix_and_scatter_equal_numpy(data, explorer):
 
 def test_clicking_a_cell_selects_both_units_and_keeps_the_matrix(explorer):
     co = CoActivation(explorer, sample=64)
+    co.wait()
     frontend = FakeFrontend(co)
     item, units = co.item, co.matrix_units
     assert len(units) == 12
@@ -93,24 +95,23 @@ def test_clicking_a_cell_selects_both_units_and_keeps_the_matrix(explorer):
     assert co.item is item and not co.error
 
 
-def test_one_forward_pass_per_layer(explorer):
+def test_one_forward_pass_per_layer(explorer, monkeypatch):
     calls = []
-    run = explorer.probe.run
     co = CoActivation(explorer, sample=32)
+    co.wait()
+    for probe in (explorer.probe, background.twin(explorer.probe)):  # the foreground's, the background's
 
-    def counting(inputs, layers, *args, **kwargs):
-        calls.append((len(inputs), list(layers)))
-        return run(inputs, layers, *args, **kwargs)
+        def counting(inputs, layers, *args, run=probe.run, **kwargs):
+            calls.append((len(inputs), list(layers)))
+            return run(inputs, layers, *args, **kwargs)
 
-    explorer.probe.run = counting
-    try:
-        explorer.layer = "relu2"
-        assert co.layer == "relu2" and co.activations().shape == (32, 16)
-        explorer.selected_units = [1, 2]
-        explorer.layer = "relu3"
-        explorer.layer = "relu2"
-    finally:
-        explorer.probe.run = run
+        monkeypatch.setattr(probe, "run", counting)
+    explorer.layer = "relu2"
+    assert co.layer == "relu2" and co.activations().shape == (32, 16)
+    explorer.selected_units = [1, 2]
+    explorer.layer = "relu3"
+    explorer.layer = "relu2"
+    co.wait()
     # relu2 once for the sample (32) and the explorer's own passes on its 4 images; relu3 was kept.
     assert [c for c in calls if c[0] == 32] == [(32, ["relu2"])]
     assert co.activations("relu2") == pytest.approx(by_hand(explorer, "relu2", co.sample_indices), abs=1e-5)
@@ -121,7 +122,8 @@ def test_constant_units_have_no_correlation(data, scan):
     assert dead  # the healthy digits model has two dead relu2 units: constant 0
     explorer = nw.explore(data.model, data.test_images[:4], layer="relu2", data=data.test_images, scan=scan)
     co = CoActivation(explorer)
-    explorer.selected_units = [dead[0], 3, 5]
+    explorer.selected_units = [dead[0], 3, 5]  # while the sample computes: drawn when it arrives
+    co.wait()
     matrix = matrix_of(co)
     assert np.isnan(matrix[(dead[0], 3)]) and np.isnan(matrix[(dead[0], dead[0])])
     assert matrix[(3, 3)] == pytest.approx(1.0)
@@ -135,6 +137,7 @@ def test_constant_units_have_no_correlation(data, scan):
 
 def test_tapping_a_point_shows_that_example(explorer):
     co = CoActivation(explorer, sample=50)
+    co.wait()
     frontend = FakeFrontend(co)
     row = 17
     example = int(co.sample_indices[row])

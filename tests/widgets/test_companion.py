@@ -39,6 +39,7 @@ def test_a_companion_that_fails_to_build_is_not_left_linked(explorer, scan):
 
 def test_a_diagonal_cell_selects_one_unit_in_both(explorer):
     co = CoActivation(explorer, sample=32)
+    co.wait()
     a, b = co.sources[MATRIX].data["a"], co.sources[MATRIX].data["b"]
     cell = next(i for i in range(len(a)) if a[i] == b[i])
     unit = int(a[cell])

@@ -11,6 +11,7 @@ import transformers
 from frontend import FakeFrontend
 
 import neurowidgets as nw
+from neurowidgets.widgets import background
 from neurowidgets.widgets.interventions import Interventions
 from neurowidgets.widgets.wire import decode
 
@@ -44,7 +45,7 @@ def explorer(digits):
 @pytest.fixture
 def panel(explorer, digits):
     explorer.selected_units = UNITS
-    return Interventions(explorer, labels=digits.test_labels)
+    return Interventions(explorer, labels=digits.test_labels, sample=256)
 
 
 def request(frontend: FakeFrontend, mode: str, strength: float, request_id: int = 1) -> dict:
@@ -95,17 +96,21 @@ def test_another_example_and_layer_of_the_explorer(panel, explorer):
 
 
 def count_runs(probe, monkeypatch) -> list:
-    """Every forward pass of ``probe`` from now on, edited or not, appends its inputs to the list."""
-    runs, run = [], probe.run
-    monkeypatch.setattr(
-        probe, "run", lambda inputs, *args, **kwargs: runs.append(inputs) or run(inputs, *args, **kwargs)
-    )
+    """Every forward pass of ``probe`` from now on, edited or not, in the foreground or in the background
+    (its twin), appends its inputs to the list."""
+    runs = []
+    for runner in (probe, background.twin(probe)):
+        run = runner.run
+        monkeypatch.setattr(
+            runner, "run", lambda inputs, *a, run=run, **kw: runs.append(inputs) or run(inputs, *a, **kw)
+        )
     return runs
 
 
 def test_another_example_or_position_or_the_same_edit_runs_no_model(panel, explorer, monkeypatch):
     explorer.layer = "relu2"  # positions to click on
     panel.mode, panel.strength = "clamp", 8.0
+    panel.wait()
     runs = count_runs(explorer.probe, monkeypatch)
     explorer.example = 2
     explorer.position = 5
@@ -118,12 +123,16 @@ def test_another_example_or_position_or_the_same_edit_runs_no_model(panel, explo
     frontend = FakeFrontend(panel)
     runs.clear()
     assert request(frontend, "clamp", 8.0)["ok"]  # the same edit again
+    panel.wait()
     assert runs == []
     assert request(frontend, "clamp", 4.0, request_id=2)["ok"]
-    assert len(runs) == 1 + 4  # the batch, and the sample's 256 examples in batches of 64; its "before" is kept
+    assert len(runs) == 1  # the batch, at once
+    panel.wait()
+    assert len(runs) == 1 + 4  # then the sample's 256 examples in batches of 64; its "before" is kept
     runs.clear()
     panel.strength = 4.0
     assert request(frontend, "clamp", 4.0, request_id=3)["ok"]
+    panel.wait()
     assert runs == []
 
 
@@ -149,6 +158,7 @@ def test_sample_effect_equals_a_hand_computation(panel, explorer, digits):
     )
     unlabelled = Interventions(explorer, sample=10)
     assert len(unlabelled.sample_indices) == 10
+    unlabelled.wait()
     assert unlabelled.sample_effect.startswith("over 10 examples of the data: top class changed on ")
     assert "accuracy" not in unlabelled.effect
 
@@ -285,7 +295,7 @@ def test_output_override_and_bad_arguments(explorer):
     assert len(explorer._trait_notifiers["selected_units"]["change"]) == followers  # the failed one unlinked
     with pytest.raises(ValueError, match="output must be one of"):
         Interventions(explorer, output="pixels")
-    with pytest.raises(ValueError, match="sample must be at least 1"):
+    with pytest.raises(ValueError, match="sample must be an int of at least 1"):
         Interventions(explorer, sample=0)
     with pytest.raises(ValueError, match="3 labels for 449 examples"):
         Interventions(explorer, labels=[0, 1, 2])
