@@ -14,6 +14,7 @@ import traitlets
 from torch import nn
 
 from ..core import Probe
+from . import background
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 log = logging.getLogger("neurowidgets")
@@ -86,6 +87,12 @@ class NeuroWidget(anywidget.AnyWidget):
             log.warning("%s rejected %s: %s", type(self).__name__, sorted(sync_data), error)
             self.error = f"rejected {', '.join(sorted(sync_data))}: {error}"
             self.send_state(list(sync_data))
+
+    def _handle_msg(self, msg: dict) -> None:
+        # Every message from the front-end (a click, a request) goes before the background's work,
+        # which pauses at its next module until the answer is computed (see background.py).
+        with background.foreground():
+            super()._handle_msg(msg)
 
     def _on_request(self, widget: Any, content: Any, buffers: list) -> None:
         if not isinstance(content, dict) or content.get("type") != "request":
