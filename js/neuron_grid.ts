@@ -465,6 +465,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
   canvas.addEventListener("blur", draw);
 
   const onValues = () => {
+    tooltip.hide(); // it described the previous values (or layer) until the pointer moves again
     loadValues();
     recolour();
   };
