@@ -11,7 +11,7 @@ import torch
 import traitlets
 from torch import nn
 
-from ..core import Capture, Probe
+from ..core import Activations, Capture, Probe
 from ..core.text import TextAdapter
 from .base import bundle, handles
 from .layer_view import LayerView
@@ -132,7 +132,29 @@ class TokenHeatmap(LayerView):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
         texts = list(self.texts)
         texts[row] = text
-        self.set_texts(texts)
+        if len(texts) == 1 or self.values is None:
+            self.set_texts(texts)
+            return
+        # Only the edited row runs, at its real length: the other rows' activations do not change
+        # (each row sees only its own tokens; padding is masked out).
+        batch = self._prepare(texts)
+        capture = self._run(self.layer, self.adapter([text]))
+        self._batch = batch
+        self._inputs = batch.inputs
+        self._show(self._with_row(capture, row, batch), self.layer)
+
+    def _with_row(self, capture: Capture, row: int, batch: _TextBatch) -> Capture:
+        """A capture of the whole batch: the current values with ``row`` replaced by ``capture``'s one row,
+        every row padded (with zeros, which no view draws) to the batch's token count."""
+        fresh = capture[self.layer]
+        new = fresh.values[0].float().cpu()
+        positions = int(batch.inputs["input_ids"].shape[1])
+        values = torch.zeros(len(batch.texts), positions, new.shape[-1])
+        kept = min(positions, self.num_positions)
+        values[:, :kept] = torch.from_numpy(self.values[:, :kept])
+        values[row] = 0
+        values[row, : new.shape[0]] = new
+        return Capture({self.layer: Activations(self.layer, values, "last")}, capture.output)
 
     def set_input(self, inputs: str | Sequence[str]) -> None:
         """The same as :meth:`set_texts`: a TokenHeatmap's inputs are texts."""

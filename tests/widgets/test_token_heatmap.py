@@ -258,3 +258,33 @@ def test_padded_rows_tell_every_view_their_length(minilm):
     heatmap = TokenHeatmap(model, "encoder.layer.0.intermediate", texts, tokenizer)
     assert heatmap.lengths == [len(row) for row in heatmap.tokens]
     assert heatmap.lengths[0] < heatmap.values.shape[1] == heatmap.lengths[1]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bert"])
+def test_editing_one_row_runs_only_that_row_and_equals_running_them_all(tiny_lm, lm_tokenizer, arch):
+    model = tiny_lm(arch)
+    texts = ["The cat sat on the mat.", "A much longer second text, with more tokens than the first one has.", "Hi"]
+    heatmap = TokenHeatmap(model, "transformer.h.1.mlp.act" if arch == "gpt2" else "encoder.layer.1.intermediate",
+                           texts, lm_tokenizer)  # fmt: skip
+    rows = []
+    handle = model.register_forward_pre_hook(
+        lambda m, args, kwargs: rows.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
+    try:
+        for row, text in [
+            (1, "Short now."),
+            (0, "The first text grows longer than every other text in the batch."),
+            (2, ""),
+        ]:
+            rows.clear()
+            texts[row] = text
+            heatmap.set_text(row, text)
+            assert rows == [torch.Size([1, len(heatmap.tokens[row])])], "one row, at its real length"
+            inputs = nw.TextAdapter(lm_tokenizer)(texts)
+            expected = nw.Probe(model).run(inputs, [heatmap.layer])[heatmap.layer].values.numpy()
+            assert heatmap.values.shape == expected.shape
+            for r, length in enumerate(heatmap.lengths):
+                np.testing.assert_allclose(heatmap.values[r, :length], expected[r, :length], rtol=1e-4, atol=1e-5)
+            assert heatmap.texts == texts and heatmap.lengths == [int(n) for n in inputs["attention_mask"].sum(1)]
+    finally:
+        handle.remove()
