@@ -1,6 +1,8 @@
 // Interventions: a mode select and a strength slider for the edit of the selected units, the units
 // being edited, and the before/after plot (a BokehHost figure, updated in place by the kernel). Slider
 // moves go to the kernel through a latest-wins lane: at most one edit computes, the newest waits.
+// The effect over a sample of the data arrives later from the kernel's background work: its progress,
+// then its size and time, with a button that asks for a sample twice as big.
 // Token text reaches the page only through textContent and bokeh's own text rendering.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
@@ -21,6 +23,9 @@ export interface InterventionsState extends BokehState {
   kind: string;
   summary: string;
   sample_effect: string;
+  sample_status: string;
+  sample_size: number;
+  data_size: number;
   direction: string;
   layer: string;
   selected_units: number[];
@@ -59,6 +64,10 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
   const units = element("div", "nw-iv-units", el);
   const body = element("div", "nw-iv-plot", el);
   const effect = element("div", "nw-iv-effect", el);
+  const effectText = element("span", "nw-iv-effect-text", effect);
+  const sampleStatus = element("span", "nw-iv-sample", effect);
+  const more = element("button", "nw-iv-more", effect);
+  more.type = "button";
 
   let awaiting = 0; // edits sent and not answered: the controls show the user's value, not the kernel's
   let busyTimer: ReturnType<typeof setTimeout> | undefined;
@@ -108,9 +117,21 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
   }
 
   function showEffect(): void {
-    effect.textContent = model.get("sample_effect");
-    effect.hidden = !model.get("sample_effect");
+    const size = model.get("sample_size");
+    const total = model.get("data_size");
+    effectText.textContent = model.get("sample_effect");
+    sampleStatus.textContent = model.get("sample_status");
+    effect.hidden = total === 0; // no data: no sample
+    more.hidden = size >= total;
+    more.textContent = `more examples (${Math.min(2 * size, total)})`;
   }
+
+  more.addEventListener("click", () => {
+    const size = Math.min(2 * model.get("sample_size"), model.get("data_size"));
+    requests.latest("sample", "sample", { size }).catch((error: unknown) => {
+      if (!(error instanceof Superseded)) console.warn("neurowidgets interventions:", error);
+    });
+  });
 
   slider.addEventListener("input", () => send(model.get("mode"), Number(slider.value)));
   number.addEventListener("change", () => {
@@ -124,14 +145,15 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
   const events = ["change:mode", "change:strength", "change:ranges", "change:selected_units", "change:layer",
     "change:direction"];
   for (const event of events) model.on(event, fromKernel);
-  model.on("change:sample_effect", showEffect);
+  const effectEvents = ["change:sample_effect", "change:sample_status", "change:sample_size", "change:data_size"];
+  for (const event of effectEvents) model.on(event, showEffect);
 
   return () => {
     cleanupPlot();
     requests.dispose();
     clearTimeout(busyTimer);
     for (const event of events) model.off(event, fromKernel);
-    model.off("change:sample_effect", showEffect);
+    for (const event of effectEvents) model.off(event, showEffect);
   };
 }
 

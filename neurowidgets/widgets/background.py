@@ -260,7 +260,10 @@ _twins: dict[int, tuple[weakref.ref, tuple[str, ...], Probe]] = {}
 def twin(probe: Probe) -> Probe | None:
     """A copy of ``probe`` for the worker: its own modules (hooks), the same parameters and buffers
     (shared, not copied: weights changed in place are seen). Made again when the probe's layers change
-    (a layer attached since). None for a model that cannot be copied (one holding a lock, say)."""
+    (a layer attached since). None for a model that cannot be copied (one holding a lock, say).
+
+    Other attributes of the modules (flags, not tensors) are the twin's own from then on: setting
+    one on the model later is not seen by the background until :func:`forget` drops the twin."""
     key = id(probe)
     held = _twins.get(key)
     names = tuple(probe.layer_names)
@@ -277,6 +280,11 @@ def twin(probe: Probe) -> Probe | None:
         copied = None
     _twins[key] = (weakref.ref(probe, lambda _: _twins.pop(key, None)), names, copied)
     return copied
+
+
+def forget(probe: Probe) -> None:
+    """Drop ``probe``'s twin: the next background job copies the model as it is now."""
+    _twins.pop(id(probe), None)
 
 
 def _modules_of(probe: Probe) -> Iterator[nn.Module]:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from frontend import FakeFrontend
+from gate import Gate
 
 import neurowidgets as nw
-from neurowidgets.widgets import background
+from neurowidgets.widgets import background, coactivation
 from neurowidgets.widgets.coactivation import MATRIX, PAIR, SCATTER, CoActivation, max_activations
 
 
@@ -219,3 +220,63 @@ def test_units_with_nan_or_inf_values_are_named_as_such():
     text = {(int(a), int(b)): t for a, b, t in zip(data["a"], data["b"], data["r_text"], strict=True)}
     assert text[(0, 1)] == "n/a (NaN/inf values)" and text[(0, 2)] == "n/a (a constant unit)"
     assert text[(0, 0)] == "1.000"
+
+
+def test_a_newer_layer_cancels_the_sample_and_no_stale_layer_is_drawn(monkeypatch):
+    monkeypatch.setattr(coactivation, "CHUNK_POSITIONS", 4)  # four examples per chunk: progress to see
+    torch.manual_seed(0)
+    gate = Gate()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), gate
+    )
+    data = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
+    explorer = nw.explore(model, data[:2], layer="1", data=data)
+    co = CoActivation(explorer, sample=32)  # returns while the sample is held in the background
+    frontend = FakeFrontend(co)
+    gate.reached()
+    assert co.matrix_units == [] and co._matrix.title.text == "1: sampling 0/32 examples"
+    explorer.layer = "3"  # a newer layer: the held sample of layer 1 is cancelled
+    explorer.selected_units = [0, 2]  # while it computes: drawn when it arrives
+    assert co.matrix_units == [] and background.running(co)
+    gate.open()
+    co.wait(timeout=30)
+    acts = by_hand(explorer, "3", range(32))
+    assert co.matrix_units == [0, 2] and co.activations() == pytest.approx(acts, abs=1e-6)
+    assert "1" not in co._cache  # layer 1's sample never finished: nothing of it is kept or drawn
+    titles = [p[co._matrix.title.id]["text"] for p in patch_history(frontend) if co._matrix.title.id in p]
+    assert all(not t.startswith("1:") for t in titles)
+    assert "3: sampling 4/32 examples" in {t.split(",")[0] for t in titles}
+    assert titles[-1] == "3: correlation of unit maxima over 32 examples" and not co.error
+
+
+def test_an_error_in_the_sample_is_shown_once_and_the_view_stays_usable():
+    class Refuses(torch.nn.Module):
+        armed = True
+
+        def forward(self, x):
+            if self.armed and x.abs().max() > 100:
+                raise RuntimeError("activation too large")
+            return x
+
+    torch.manual_seed(0)
+    refuses = Refuses()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), refuses, torch.nn.Linear(8, 3))
+    data = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    data[5] = 1e4
+    explorer = nw.explore(model, data[:2], layer="1", data=data)
+    co = CoActivation(explorer, sample=20)
+    frontend = FakeFrontend(co)
+    co.wait(timeout=30)
+    assert co.error.startswith("correlating the units of '1': ModelCallError") and "activation too large" in co.error
+    assert [e for e in (s.get("error") for s in frontend.updates()) if e] == [co.error]
+    refuses.armed = False
+    background.forget(explorer.probe)  # the background's twin of the model is made again
+    explorer.layer = "0"
+    co.wait(timeout=30)
+    assert not co.error and co.activations().shape == (20, 8)
+
+
+def patch_history(frontend: FakeFrontend) -> list[dict]:
+    """Every patch message a BokehHost sent, in order (model id → properties)."""
+    return [msg["content"]["patches"] for msg, _ in frontend.sent if msg.get("method") == "custom"
+            and msg["content"].get("type") == "patch"]  # fmt: skip

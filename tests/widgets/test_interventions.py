@@ -4,14 +4,18 @@ front-end edit requests are replayed; bad input changes nothing."""
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 import pytest
 import torch
 import transformers
 from frontend import FakeFrontend
+from gate import Gate
 
 import neurowidgets as nw
-from neurowidgets.widgets import background
+from neurowidgets.widgets import background, interventions
 from neurowidgets.widgets.interventions import Interventions
 from neurowidgets.widgets.wire import decode
 
@@ -454,3 +458,119 @@ def test_a_labelled_dataset_gives_the_accuracy_without_labels(digits):
     assert panel.effect["accuracy_before"] == pytest.approx(before)
     assert panel.effect["accuracy_after"] == pytest.approx(after)
     assert panel.sample_effect.startswith(f"over 64 examples of the data: accuracy {before:.1%} → {after:.1%}")
+
+
+# -- the sample in the background ------------------------------------------------------------------
+
+
+def gated_explorer(data_size: int = 40, seed: int = 0):
+    """A small classifier whose last layer holds the background's forward passes (see gate.py)."""
+    torch.manual_seed(seed)
+    gate = Gate()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3), gate)
+    data = torch.randn(data_size, 4, generator=torch.Generator().manual_seed(seed))
+    explorer = nw.explore(model, data[:2], layer="1", data=data, selected_units=[0, 1, 2, 3])
+    return explorer, gate, data
+
+
+def sent(frontend: FakeFrontend, name: str) -> list:
+    return [state[name] for state in frontend.updates() if name in state]
+
+
+def hand_effect(explorer, data, edit) -> dict:
+    with explorer.probe.edit({"1": edit}):
+        after = explorer.probe.run(data).output.argmax(1)
+    before = explorer.probe.run(data).output.argmax(1)
+    return {"examples": len(data), "changed": int((before != after).sum())}
+
+
+def test_a_burst_of_edits_ends_on_the_last_and_never_publishes_a_stale_sample(monkeypatch):
+    monkeypatch.setattr(interventions, "CHUNK_SECONDS", 0.0)  # one example per chunk: progress per example
+    explorer, gate, data = gated_explorer()
+    panel = Interventions(explorer, sample=40)  # returns while the sample is held: it runs in the background
+    frontend = FakeFrontend(panel)
+    gate.reached()
+    assert panel.sample_effect == "" and panel.sample_status == "sample: 0/40 examples"
+    for i, strength in enumerate([0.5, 3.0, -2.0]):  # a drag: each answered at once with the current input
+        assert request(frontend, "scale", strength, request_id=i)["ok"], panel.error
+        expected = hand_probabilities(explorer.probe, explorer.inputs, "1", nw.scale([0, 1, 2, 3], strength))
+        np.testing.assert_allclose(panel.after, expected[0], rtol=1e-5, atol=1e-7)
+        assert panel.sample_effect == ""  # the older edit's effect is never shown for this one
+    assert background.running(panel)
+    gate.open()
+    panel.wait(timeout=30)
+    assert panel.effect == hand_effect(explorer, data, nw.scale([0, 1, 2, 3], -2.0))
+    published = [text for text in sent(frontend, "sample_effect") if text]
+    assert published == [panel.sample_effect]  # one result: the last edit's
+    assert panel.sample_effect.startswith("over 40 examples of the data: top class changed on ")
+    statuses = sent(frontend, "sample_status")
+    before = [s for s in statuses if s.startswith("sample: before")]
+    after = [s for s in statuses if s.startswith("sample: after")]
+    assert before[0].startswith("sample: before 1/40 examples, ") and before[-1].startswith("sample: before 40/40")
+    assert len(after) == 40 and after[-1].startswith("sample: after 40/40 examples, ")
+    assert re.fullmatch(r"40 of 40 examples, \d+\.\d s", panel.sample_status)
+    assert statuses[-1] == panel.sample_status
+    assert explorer.probe._edits == {} and panel.error == ""
+
+
+def test_an_error_in_the_background_is_shown_once_and_the_panel_stays_usable(caplog):
+    class Refuses(torch.nn.Module):
+        armed = True
+
+        def forward(self, x):
+            if self.armed and x.abs().max() > 100:
+                raise RuntimeError("activation too large")
+            return x
+
+    torch.manual_seed(0)
+    refuses = Refuses()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), refuses)
+    data = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    data[7] = 1e4  # only the sample meets it: the current input's answer is fine
+    explorer = nw.explore(model, data[:2], layer="1", data=data, selected_units=[0])
+    panel = Interventions(explorer, sample=30)
+    frontend = FakeFrontend(panel)
+    assert request(frontend, "clamp", 2.0)["ok"]
+    panel.wait(timeout=30)
+    assert "computing the effect over the sample" in panel.error and "activation too large" in panel.error
+    assert [e for e in sent(frontend, "error") if e] == [panel.error]  # shown once
+    logged = [r.levelname for r in caplog.records if "computing the effect over the sample" in r.getMessage()]
+    assert logged == ["ERROR"]
+    assert panel.sample_effect == "" and panel.effect == {}
+    expected = hand_probabilities(explorer.probe, explorer.inputs, "1", nw.clamp([0], 2.0))
+    np.testing.assert_allclose(panel.after, expected[0], rtol=1e-5, atol=1e-7)  # the current input's is shown
+    refuses.armed = False  # a flag of a module: the background's twin sees it once made again
+    background.forget(explorer.probe)
+    assert request(frontend, "clamp", 3.0, request_id=2)["ok"] and panel.error == ""
+    panel.wait(timeout=30)
+    assert panel.error == "" and panel.effect == hand_effect(explorer, data, nw.clamp([0], 3.0))
+
+
+def test_the_default_sample_is_sized_by_a_timed_forward_and_can_grow():
+    class Slow(torch.nn.Module):  # about 5 ms per example, in the foreground and the background alike
+        def forward(self, x):
+            time.sleep(0.005 * len(x))
+            return x
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), Slow())
+    data = torch.randn(2000, 4, generator=torch.Generator().manual_seed(0))
+    explorer = nw.explore(model, data[:2], layer="1", data=data, selected_units=[0])
+    panel = Interventions(explorer)
+    # A new edit's sample runs twice (before and after): about SAMPLE_SECONDS in all at ≥ 5 ms an example.
+    limit = interventions.SAMPLE_SECONDS / (2 * 0.005)
+    assert interventions.MIN_SAMPLE <= panel.sample_size <= limit and panel.data_size == 2000
+    assert len(panel.sample_indices) == panel.sample_size
+    size = panel.sample_size
+    frontend = FakeFrontend(panel)
+    frontend.custom({"type": "request", "id": 1, "kind": "sample", "args": {"size": 0}})
+    assert "the sample size must be an int of at least 1" in panel.error and panel.sample_size == size
+    frontend.custom({"type": "request", "id": 2, "kind": "sample", "args": {"size": 2 * size}})
+    assert panel.error == "" and panel.sample_size == 2 * size  # the button: a sample twice as big
+    panel.wait(timeout=60)
+    assert panel.effect["examples"] == 2 * size
+    assert panel.sample_effect.startswith(f"over {2 * size} examples of the data")
+    explicit = Interventions(explorer, sample=24)
+    assert explicit.sample_size == 24
+    explicit.close()
+    panel.close()
