@@ -8,6 +8,7 @@ import time
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -18,7 +19,13 @@ def test_notebook_runs(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}})
-    client.execute()
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        # nbclient's message starts with the cell's source; name the error first (a log's summary
+        # line shows only the first line), the full traceback follows as the cause.
+        evalue = (error.evalue or "").strip().splitlines()
+        raise AssertionError(f"{path.name}: a cell raised {error.ename}: {evalue[0] if evalue else ''}") from error
     print(f"{path.name}: {time.perf_counter() - start:.1f} s")
 
 

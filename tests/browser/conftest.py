@@ -3,12 +3,15 @@
 Fixtures
   lab_server  (session)  JupyterLab serving a temporary copy of the repo's notebooks/; has .url,
                          .root (the copied notebooks dir), .runtime_dir, .log_path, .api(...)
+                         (shared by every test: each writes its own notebook, and its kernels are
+                         shut down and its tabs dropped when it ends)
   lab_server_saving_widgets (session)  a second JupyterLab like lab_server, with the widget
                          manager's saveState on (widget state written into notebooks on save)
   notebook_server (session)  Notebook 7 (`jupyter notebook`), started the same way; same fields
   browser     (session)  Playwright (sync API) Chromium from /usr/bin/chromium
-  page        (function) a fresh context + page, viewport 1400x1000; on failure a screenshot and
-                         the browser console land in the artifacts dir
+  page        (function) a fresh context + page, viewport 1400x1000; on failure its screenshot, the
+                         browser console and the servers' log lines written during the test land in
+                         <artifacts>/failures/<test>/, and their paths are printed at the end
   lab         (function) the helpers below bound to `page` and `lab_server`:
                          lab.open(name), lab.run_all(), lab.run_notebook(name, cells) (write, open,
                          run all), lab.eval(expr), lab.poll(expr, expected),
@@ -35,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -110,7 +112,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     return report
 
 
-def _failed(item: pytest.Item) -> bool:
+def has_failed(item: pytest.Item) -> bool:
     return any(getattr(getattr(item, f"_nw_report_{when}", None), "failed", False) for when in ("setup", "call"))
 
 
@@ -134,6 +136,51 @@ def artifact_path(name: str) -> Path:
 
 def _safe_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+# nodeid -> the artifacts saved for that failed test; printed at the end of the terminal summary.
+_FAILURE_ARTIFACTS: dict[str, list[Path]] = {}
+
+
+def save_failure_artifacts(
+    item: pytest.Item, page: Any, console: list[str], server_logs: list[tuple[LabServer, int]]
+) -> list[Path]:
+    """Save what explains a failed browser test into <artifacts>/failures/<test>/: the page's
+    screenshot, its console, and each server's log from the byte offset it had when the test began.
+    The paths become the test's `artifact` properties (the junit XML that scripts/test summarises)
+    and are printed after pytest's short test summary."""
+    folder = artifacts_dir() / "failures" / _safe_name(item.nodeid)
+    shutil.rmtree(folder, ignore_errors=True)  # an earlier run's failure of the same test
+    folder.mkdir(parents=True)
+    paths = []
+    try:
+        page.screenshot(path=str(folder / "screenshot.png"))
+        paths.append(folder / "screenshot.png")
+    except Exception as exc:  # the page may be gone; the rest still explains the failure
+        console.append(f"[harness] failure screenshot failed: {exc}")
+    (folder / "console.log").write_text("\n".join(console) + "\n")
+    paths.append(folder / "console.log")
+    for server, offset in server_logs:
+        path = folder / server.log_path.name
+        path.write_bytes(server.log_since(offset))
+        paths.append(path)
+    _FAILURE_ARTIFACTS[item.nodeid] = paths
+    item.user_properties.extend(("artifact", str(path)) for path in paths)
+    return paths
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
+    # The outermost wrapper: this runs after pytest's own short test summary, so the artifact paths
+    # sit in the last lines of the log, next to the failed tests' names.
+    result = yield
+    if _FAILURE_ARTIFACTS:
+        terminalreporter.section("artifacts of failed browser tests", sep="-")
+        for nodeid, paths in _FAILURE_ARTIFACTS.items():
+            terminalreporter.line(nodeid)
+            for path in paths:
+                terminalreporter.line(f"    {path}")
+    return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,6 +216,21 @@ class LabServer:
             except urllib.error.URLError:
                 pass
 
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int) -> bytes:
+        """What the server logged after its log had `offset` bytes (one test's share of the log)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                return log.read()
+        except OSError:
+            return b"(no log)\n"
+
     def log_tail(self, chars: int = 4000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
@@ -176,10 +238,15 @@ class LabServer:
             return "(no log)"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _server_url(runtime_dir: Path) -> str:
+    """http://127.0.0.1:<port> from the jpserver-<pid>.json a started server writes into its own
+    runtime dir; "" until it is there and complete."""
+    for info_file in runtime_dir.glob("jpserver-*.json"):
+        try:
+            return f"http://127.0.0.1:{json.loads(info_file.read_text())['port']}"
+        except (OSError, ValueError, KeyError):
+            pass  # being written
+    return ""
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -241,12 +308,12 @@ def _start_server(
         PYDEVD_DISABLE_FILE_VALIDATION="1",
         PYTHONUNBUFFERED="1",
     )
-    port = _free_port()
     app_class = {"lab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     cmd = [
         sys.executable, "-m", "jupyter", app,
-        "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-        "--ServerApp.port_retries=0",
+        # Port 0: the server binds a port the OS picks and writes it into its runtime dir (read back
+        # below), so parallel runs cannot race for one port or talk to each other's server.
+        "--no-browser", "--allow-root", "--ip=127.0.0.1", "--port=0",
         "--IdentityProvider.token=", "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",  # lets LabServer.api() POST/DELETE without a cookie
         "--ServerApp.terminals_enabled=False",
@@ -255,7 +322,9 @@ def _start_server(
     ]  # fmt: skip
     if os.environ.get("NEUROWIDGETS_LAB_NODELAY", "1") != "0":  # as scripts/quickstart starts Lab
         cmd.append("--ServerApp.kernel_websocket_connection_class=neurowidgets.server.NoDelayConnection")
-    log_path = artifact_path(log_name)
+    # The full log stays beside the server's temp dirs (one per session, so parallel runs never share
+    # it); a failing test's share of it is copied into the artifacts (save_failure_artifacts).
+    log_path = base / log_name
     with open(log_path, "wb") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
@@ -263,7 +332,7 @@ def _start_server(
             cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     server = LabServer(
-        url=f"http://127.0.0.1:{port}",
+        url="",  # known once the server has written its port
         root=root,
         runtime_dir=dirs["runtime"],
         log_path=log_path,
@@ -276,11 +345,14 @@ def _start_server(
                 raise RuntimeError(
                     f"jupyter {app} exited with {process.returncode} during startup; log:\n{server.log_tail()}"
                 )
-            try:
-                server.api("GET", "/api/status", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
+            if not server.url:
+                server.url = _server_url(dirs["runtime"])
+            if server.url:
+                try:
+                    server.api("GET", "/api/status", timeout=2)
+                    break
+                except (urllib.error.URLError, ConnectionError, OSError):
+                    pass
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"jupyter {app} did not answer /api/status within {SERVER_START_TIMEOUT:.0f} s; "
@@ -375,8 +447,14 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+# The server fixtures a test may use: the page fixture keeps the part of their logs a failing test wrote.
+SERVER_FIXTURES = ("lab_server", "lab_server_saving_widgets", "notebook_server")
+
+
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    servers = [request.getfixturevalue(name) for name in SERVER_FIXTURES if name in request.fixturenames]
+    server_logs = [(server, server.log_size()) for server in servers]
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(PAGE_TIMEOUT * 1000)
     pg = context.new_page()
@@ -387,13 +465,8 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     try:
         yield pg
     finally:
-        if _failed(request.node):
-            stem = _safe_name(request.node.nodeid)
-            try:
-                pg.screenshot(path=str(artifact_path(f"{stem}-failure.png")))
-            except Exception as exc:  # the page may be gone; the report matters more
-                console.append(f"[harness] failure screenshot failed: {exc}")
-            artifact_path(f"{stem}-console.log").write_text("\n".join(console) + "\n")
+        if has_failed(request.node):
+            save_failure_artifacts(request.node, pg, console, server_logs)
         context.close()
         _close_kernel_clients()
         # Kernels from this test must not outlive it (memory; the next test's status bar).
@@ -435,14 +508,18 @@ _WATCH_RUN_JS = """
 }
 """
 
-# Done: the run started, no cell shows [*], and the status bar says the kernel is idle.
+# Done: the run started, no cell shows [*], and the kernel is idle: in Lab as its status bar says;
+# Notebook 7 has no status bar, so there as the notebook's session says (window.jupyterapp).
 _RUN_DONE_JS = r"""
 (nb) => {
   if (!window.__nwRunStarted) return false;
   const prompts = document.querySelectorAll(nb + ' .jp-InputPrompt');
   if (Array.from(prompts).some(el => el.textContent.includes('[*]'))) return false;
-  const bar = document.querySelector('#jp-main-statusbar') || document.body;
-  return /\(ipykernel\) \| Idle/.test(bar.textContent);
+  const bar = document.querySelector('#jp-main-statusbar');
+  if (bar) return /\(ipykernel\) \| Idle/.test(bar.textContent);
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const session = panel && panel.sessionContext && panel.sessionContext.session;
+  return !!(session && session.kernel && session.kernel.status === 'idle');
 }
 """
 
@@ -494,8 +571,11 @@ def run_all(page: Any, *, timeout: float = RUN_ALL_TIMEOUT, check_errors: bool =
         if errors is None:
             raise RuntimeError("window.jupyterapp is missing: cannot read the cells' outputs")
         if errors:
+            first = errors[0]
             raise NotebookError(
-                "a cell raised during Run All:\n"
+                # First line: what a log's one-line summary shows.
+                f"{len(errors)} cell(s) raised during Run All, first cell {first['cell']}: "
+                f"{first.get('ename')}: {first.get('evalue')}\n"
                 + "\n---\n".join(
                     f"cell {e['cell']}: {e.get('ename')}: {e.get('evalue')}\n"
                     + _ANSI_RE.sub("", "\n".join(e.get("traceback", [])))

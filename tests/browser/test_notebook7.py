@@ -10,13 +10,13 @@ import pytest
 from bokeh_page import canvas_ink, data_point
 from conftest import (
     KERNEL_READY_TIMEOUT,
-    RUN_ALL_TIMEOUT,
     artifact_path,
     kernel_client,
     kernel_eval,
     poll_kernel,
     write_notebook,
 )
+from conftest import run_all as run_all_cells
 from grid_page import click_unit
 
 
@@ -28,17 +28,15 @@ def nb7(page, notebook_server):
         notebook_server.shutdown_sessions()
 
 
-def run_all(page, server, name: str, last: str):
-    """Open notebook ``name`` in Notebook 7, Run All, and wait until the kernel has the variable
-    ``last``; returns a client of that kernel."""
+def run_all(page, server, name: str):
+    """Open notebook ``name`` in Notebook 7 and Run All: returns a client of its kernel once every
+    cell has run (and with the last one Notebook 7's scrolling to each running cell has stopped);
+    a cell that raises fails the test at once, with its error."""
     page.goto(f"{server.url}/notebooks/{urllib.parse.quote(name)}")
     page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible")
     wait_for_idle_kernel(server)
     client = kernel_client(server, name)
-    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-    page.locator('li[data-command="runmenu:run-all"]').click()
-    poll_kernel(client, f"print({last!r} in globals())", "True", timeout=RUN_ALL_TIMEOUT)
-    wait_for_idle_kernel(server)  # the last cell has finished, and with it the scrolling
+    run_all_cells(page)
     return client
 
 
@@ -59,9 +57,8 @@ def activate_cell(page, widget) -> None:
 
 def test_notebook7_quickstart_grid_click(nb7):
     page, server = nb7
-    # "path" is set by the quickstart's last cell (its report): clicks wait until every cell has run, as
-    # Notebook 7 scrolls to each cell that runs.
-    client = run_all(page, server, "quickstart.ipynb", "path")
+    # Clicks wait until every cell has run, as Notebook 7 scrolls to each cell that runs.
+    client = run_all(page, server, "quickstart.ipynb")
 
     grid = page.locator(".nw-grid").first
     canvas = grid.locator("canvas.nw-grid-canvas")
@@ -105,7 +102,7 @@ def test_notebook7_bokeh_plot_offline_linked_to_the_explorer(nb7):
     # Only remote requests are routed: intercepting Notebook 7's own requests keeps its kernel from starting.
     page.route(re.compile(r"^(?!(https?|wss?)://(127\.0\.0\.1|localhost)[:/]|data:|blob:)"), refuse)
     write_notebook(server, "bokeh_nb7.ipynb", BOKEH_CELLS)
-    client = run_all(page, server, "bokeh_nb7.ipynb", "health")
+    client = run_all(page, server, "bokeh_nb7.ipynb")
 
     host = page.locator(".nw-bokeh-host").first
     host.locator(".nw-bokeh-plot[data-ready='1']").wait_for()

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from bokeh_page import canvas_ink, source
-from conftest import PAGE_TIMEOUT, artifact_path
+from conftest import PAGE_TIMEOUT, artifact_path, has_failed, save_failure_artifacts
 
 import neurowidgets as nw
 from neurowidgets.core.images import ImageAdapter
@@ -87,7 +87,7 @@ class Offline:
 
 
 @pytest.fixture
-def offline(browser):
+def offline(browser, request):
     opened: list[Offline] = []
 
     def open_report(path: Path) -> Offline:
@@ -95,6 +95,10 @@ def offline(browser):
         return opened[-1]
 
     yield open_report
+    if opened and has_failed(request.node):
+        last = opened[-1]
+        console = [f"[error] {text}" for text in last.errors] + [f"[request] {url}" for url in last.requests]
+        save_failure_artifacts(request.node, last.page, console, [])
     for page in opened:
         page.context.close()
 
