@@ -85,12 +85,14 @@ KERNEL_IDLE_RE = re.compile(r"\(ipykernel\) \| Idle")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # The Lab settings the tests run with (JUPYTERLAB_SETTINGS_DIR is a temp dir): no news/update
-# toasts that could cover the page.
+# toasts that could cover the page; no autosave, so a notebook that several tests open (the
+# quickstart) is the same file for each, never one an earlier test saved with its outputs.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false",
         "checkForUpdates": False,
     },
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
 
 
@@ -584,6 +586,31 @@ def run_all(page: Any, *, timeout: float = RUN_ALL_TIMEOUT, check_errors: bool =
             )
 
 
+# Resolves true once the element's box has stayed put for 3 animation frames (a scroll or a layout
+# has settled), false if it still moves after about 10 s of frames.
+_STILL_JS = """
+(el) => new Promise((resolve) => {
+  let last = '', same = 0, frames = 0;
+  const tick = () => {
+    const r = el.getBoundingClientRect();
+    const now = [r.x, r.y, r.width, r.height].join();
+    same = now === last ? same + 1 : 0;
+    last = now;
+    if (same >= 3) resolve(true);
+    else if (++frames > 600) resolve(false);
+    else requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})
+"""
+
+
+def wait_until_still(locator: Any) -> None:
+    """Wait until `locator`'s element stops moving: after a scroll into view, or a click that makes
+    the notebook scroll, before pressing on coordinates inside it."""
+    assert locator.evaluate(_STILL_JS), "the element kept moving for about 10 s"
+
+
 # ----------------------------------------------------------------------------------------------
 # Talking to the notebook's kernel directly
 # ----------------------------------------------------------------------------------------------
@@ -714,6 +741,11 @@ class Lab:
 
     def run_all(self, **kwargs: Any) -> None:
         run_all(self.page, **kwargs)
+
+    def wait_for_kernel(self, state: str, timeout: float = KERNEL_READY_TIMEOUT) -> None:
+        """Wait until Lab's status bar shows the kernel in `state` ("Idle", "Busy")."""
+        status = self.page.get_by_text(re.compile(rf"\(ipykernel\) \| {state}"))
+        status.first.wait_for(state="visible", timeout=timeout * 1000)
 
     def run_notebook(self, name: str, cells: list[str]) -> Lab:
         """Write a notebook of ``cells``, open it and run all its cells."""

@@ -5,6 +5,8 @@ laid out row-major in display order ("slots", which are unit indices unless the 
 
 from __future__ import annotations
 
+from conftest import wait_until_still
+
 PIXEL_JS = """(c, [slot, dx, dy]) => {
     const cols = +c.dataset.cols, cell = +c.dataset.cell;
     const x = Math.floor((slot % cols) * cell + dx * cell);
@@ -28,4 +30,5 @@ def pixel(canvas, slot: int, dx: float = 0.5, dy: float = 0.5) -> list[int]:
 
 def click_unit(page, canvas, unit: int) -> None:
     canvas.scroll_into_view_if_needed()
+    wait_until_still(canvas)  # the click lands where the cell is once the scroll has settled
     page.mouse.click(*cell_centre(canvas, unit))

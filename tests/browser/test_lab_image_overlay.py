@@ -238,15 +238,20 @@ def test_pending_state_kernel_error_and_a_layer_without_a_map(lab):
     stage = widget.locator(".nw-overlay-stage")
     stage.scroll_into_view_if_needed()
 
-    # A busy kernel: the drag is answered later; meanwhile the view says it is computing.
-    client = lab.kernel()
-    client.execute("import time; time.sleep(3)", store_history=False)
-    page.wait_for_timeout(300)
+    # A busy kernel: the drag is answered later; meanwhile the view says it is computing. The kernel
+    # stays busy until the test has seen that, however slow the machine.
+    release = lab.server.root / "release_overlay_kernel"
+    lab.kernel().execute(
+        f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.02)", store_history=False
+    )
+    lab.wait_for_kernel("Busy")
     drag(page, stage, (1, 1), (3, 3))
     widget.locator(".nw-overlay-status", has_text="computing").wait_for(state="visible")
     assert "nw-busy" in (widget.get_attribute("class") or "")
     lab.screenshot(widget, "image_overlay/pending.png")
+    release.touch()
     lab.poll("overlay.patch", "[1, 1, 4, 4]")
+    release.unlink()
     page.wait_for_function("el => el.dataset.busy === '0'", arg=widget.element_handle())
     assert "nw-busy" not in (widget.get_attribute("class") or "")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from bokeh_page import canvas_ink, data_point, source
+from conftest import wait_until_still
 
 CELLS = [
     "import neurowidgets as nw\n"
@@ -47,7 +48,7 @@ def test_layer_health_renders_offline_and_opens_a_layer_in_the_explorer(lab):
     assert page.locator("script[data-neurowidgets-bokeh]").count() == 1  # injected once per page
     host = hosts.nth(1)
     host.scroll_into_view_if_needed()
-    page.wait_for_timeout(300)
+    wait_until_still(host)  # data_point's page coordinates below hold once the scroll has settled
     for plot in (0, 1):
         ink = canvas_ink(host, plot)
         assert ink["width"] > 250 and ink["height"] > 150, ink

@@ -140,16 +140,26 @@ def test_token_heatmap_in_lab(lab):
     unit_box.press("Enter")
     lab.poll("heatmap.selected_units", "[12]")
 
-    # Pending state while the kernel is busy, then the answer.
-    lab.eval("import time\nslow = model.encoder.layer[0].register_forward_pre_hook(lambda m, a: time.sleep(1.5))")
+    # Pending state while the kernel is busy, then the answer. The forward pass waits until the test
+    # has seen the pending state and releases it, however slow the machine.
+    release = lab.server.root / "release_heatmap_kernel"
+    lab.eval(
+        "import time\n"
+        "def hold(module, args):\n"
+        f"    while not os.path.exists({str(release)!r}): time.sleep(0.02)\n"
+        "slow = model.encoder.layer[0].register_forward_pre_hook(hold)"
+    )
     box.fill("Slow thinking")
-    widget.locator(".nw-heatmap-busy", has_text="computing…").wait_for()
+    busy = widget.locator(".nw-heatmap-busy", has_text="computing…")
+    busy.wait_for()
     assert rows.nth(0).get_attribute("data-pending") == "true"
-    page.wait_for_timeout(400)  # past the fade-in delay
+    page.wait_for_function("b => getComputedStyle(b).opacity === '1'", arg=busy.element_handle())  # faded in
     lab.screenshot(widget, "token_heatmap/pending.png")
+    release.touch()
     done = "w => !w.classList.contains('nw-heatmap-computing')"
-    page.wait_for_function(done, arg=widget.element_handle(), timeout=15000)
+    page.wait_for_function(done, arg=widget.element_handle())
     lab.eval("slow.remove()")
+    release.unlink()
     assert shown_tokens(widget)[0] == ["[CLS]", "slow", "thinking", "[SEP]"]
 
     # A kernel slower than debounce_ms (150 ms): typing waits for a pause, one run for the whole word.
@@ -218,6 +228,7 @@ def test_token_heatmap_in_lab(lab):
     # JupyterLab's dark theme: the controls follow the theme variables, the tokens keep the scale.
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
-    page.wait_for_timeout(500)
+    dark = "b => getComputedStyle(b).backgroundColor !== 'rgb(255, 255, 255)'"  # the theme's colours applied
+    page.wait_for_function(dark, arg=box.element_handle())
     lab.screenshot(widget, "token_heatmap/dark.png")
     check_colours(lab, widget, 12)

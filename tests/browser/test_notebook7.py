@@ -14,6 +14,7 @@ from conftest import (
     kernel_client,
     kernel_eval,
     poll_kernel,
+    wait_until_still,
     write_notebook,
 )
 from conftest import run_all as run_all_cells
@@ -52,7 +53,7 @@ def activate_cell(page, widget) -> None:
     """Make the cell of ``widget`` the active one first: Notebook 7 may scroll an activated cell into
     view, which would move a grid between the press and the release of a click on it."""
     page.locator(".jp-Cell", has=widget).last.locator(".jp-InputPrompt").first.click()
-    page.wait_for_timeout(300)
+    wait_until_still(widget)
 
 
 def test_notebook7_quickstart_grid_click(nb7):
