@@ -16,7 +16,6 @@ from bokeh.transform import dodge
 
 from ..core import Probe
 from ..core.edits import Edit, ablate, clamp, scale, steer
-from ..core.inputs import batch_size
 from ..core.outputs import (
     KINDS,
     Comparison,
@@ -39,7 +38,7 @@ BARS = "nw-interventions-bars"
 SAMPLE_BATCH = 64  # at most this many examples per forward pass of the sample
 SAMPLE_SECONDS = 3.0  # the default sample: about this long for its first edit (before and after)
 CHUNK_SECONDS = 0.5  # about this long per forward pass of the sample: progress, and a pause point
-MIN_SAMPLE, MAX_DEFAULT_SAMPLE = 16, 1024
+MIN_SAMPLE, MAX_DEFAULT_SAMPLE = 8, 1024
 BEFORE, AFTER = "#b5b5b5", "#1f77b4"
 NOTED = 0.005  # the smallest probability written next to its bar
 AXIS = {"classes": "probability", "tokens": "log-probability at the predicted token", "vector": "output value"}
@@ -82,8 +81,9 @@ class Interventions(Companion):
       (mean cosine similarity for vectors), and the accuracy before and after when there are labels:
       ``labels`` (one per example of the data), or those of a labelled dataset's (inputs, label) items;
       for a causal language model, the next-token accuracy on the sampled texts themselves.
-      ``sample=None`` (the default) sizes it from a timed forward pass of the current input, so that a
-      new edit's sample takes about ``SAMPLE_SECONDS`` on the model at hand.
+      ``sample=None`` (the default) sizes it from a timed forward pass of one example of the data, so
+      that a new edit's sample takes about ``SAMPLE_SECONDS`` on the model at hand (at least
+      ``MIN_SAMPLE`` examples); the page's "more examples" button doubles it.
     - The current input's before and after are computed at once (in the message handler); the sample
       effect in the background (see background.py), in chunks with progress in ``sample_status``,
       cancelled by a newer edit. :meth:`wait` waits for it; :attr:`effect` waits too.
@@ -125,7 +125,7 @@ class Interventions(Companion):
             raise ValueError(f"sample must be an int of at least 1 (or None to size it by time), got {sample!r}")
         self._labels = None if labels is None else np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
         self._sample = sample
-        self._seconds_per_example = 0.0  # of the current input, timed with its "before" forward pass
+        self._data_seconds: tuple[Any, float] = (None, 0.0)  # (examples, a forward pass of one of them)
         self._class_names = None if class_names is None else [str(n) for n in class_names]
         self._output = output
         self._k = int(k)
@@ -218,9 +218,7 @@ class Interventions(Companion):
 
     def _before_readouts(self, inputs: Any) -> tuple[str, np.ndarray]:
         """The kind of output and the unedited readouts of the whole batch."""
-        start = time.perf_counter()
         output = self.probe.run(inputs, []).output
-        self._seconds_per_example = (time.perf_counter() - start) / batch_size(inputs)
         kind = self._output or output_kind(logits_of(output), self._vocab_size())
         before = self._readout(output, kind, inputs)
         names = self._class_names or getattr(self.view, "class_names", None)
@@ -359,19 +357,23 @@ class Interventions(Companion):
     # -- the sample ----------------------------------------------------------------------------
 
     def _sample_size(self, examples: Any) -> int:
-        """``sample=``, or one sized from the current input's timed forward pass (see the class)."""
+        """``sample=``, or one sized by a timed forward pass of an example of the data (see the class)."""
         if self._sample is None:
-            per_example = self._seconds_per_data_example(examples, examples.sample(8))
-            # The first edit runs the sample twice (before and after); later edits once.
+            per_example = self._seconds_per_data_example(examples)
+            # A new edit runs the sample twice (before and after, the first time); later edits once.
             fits = int(SAMPLE_SECONDS / (2 * per_example)) if per_example > 0 else MAX_DEFAULT_SAMPLE
             self._sample = min(max(fits, MIN_SAMPLE), MAX_DEFAULT_SAMPLE)
         return min(self._sample, len(examples))
 
-    def _seconds_per_data_example(self, examples: Any, indices: np.ndarray) -> float:
-        """A forward pass's time per example of the data, from the current input's: scaled by their
-        numbers of tokens (a forward of a sentence costs less than one of a long text)."""
-        ratio = background.positions(examples.batch(indices[:8].tolist())) / background.positions(self.view.inputs)
-        return self._seconds_per_example * ratio
+    def _seconds_per_data_example(self, examples: Any) -> float:
+        """The time of one forward pass of one example of the data, timed once per data (it sizes the
+        sample and its chunks; the current input's would not do: a sentence costs less than a long text)."""
+        if self._data_seconds[0] is not examples:
+            inputs = examples.batch(examples.sample(1).tolist())
+            start = time.perf_counter()
+            self.probe.run(inputs, [])
+            self._data_seconds = (examples, time.perf_counter() - start)
+        return self._data_seconds[1]
 
     def _sample_batches(self, examples: Any) -> tuple[np.ndarray, list[Any]]:
         """The sample's indices and its model inputs in chunks of about ``CHUNK_SECONDS`` each, made
@@ -380,7 +382,7 @@ class Interventions(Companion):
 
         def make() -> tuple[np.ndarray, list[Any]]:
             indices = examples.sample(size)
-            per_example = self._seconds_per_data_example(examples, indices)
+            per_example = self._seconds_per_data_example(examples)
             step = min(max(int(CHUNK_SECONDS / per_example), 1), SAMPLE_BATCH) if per_example > 0 else SAMPLE_BATCH
             return indices, background.chunks(examples, indices, step)
 
