@@ -5,8 +5,6 @@ Fixtures
                          .root (the copied notebooks dir), .runtime_dir, .log_path, .api(...)
                          (shared by every test: each writes its own notebook, and its kernels are
                          shut down and its tabs dropped when it ends)
-  lab_server_saving_widgets (session)  a second JupyterLab like lab_server, with the widget
-                         manager's saveState on (widget state written into notebooks on save)
   notebook_server (session)  Notebook 7 (`jupyter notebook`), started the same way; same fields
   browser     (session)  Playwright (sync API) Chromium from /usr/bin/chromium
   page        (function) a fresh context + page, viewport 1400x1000; on failure its screenshot, the
@@ -16,7 +14,8 @@ Fixtures
                          lab.open(name), lab.run_all(), lab.run_notebook(name, cells) (write, open,
                          run all), lab.eval(expr), lab.poll(expr, expected),
                          lab.kernel(), lab.write_notebook(name, cells), lab.screenshot(locator, name)
-  lab_saving_widgets (function) the same helpers on lab_server_saving_widgets
+  lab_saving_widgets (function) the same helpers, with the widget manager's saveState setting on
+                         for this test (widget state written into notebooks on save)
 
 Helpers (plain functions; prefer the `lab` fixture in tests: `from conftest import ...` is
 ambiguous as soon as another conftest.py exists under tests/)
@@ -256,22 +255,14 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
-# The Lab setting that writes widget state into the notebook's metadata on save (the schema ships
-# in jupyterlab_widgets: .venv/share/jupyter/labextensions/@jupyter-widgets/jupyterlab-manager).
-SAVE_WIDGET_STATE_SETTINGS = {
-    "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
-}
-
-
 def _start_server(
     tmp_path_factory: pytest.TempPathFactory,
     *,
     app: str = "lab",
-    settings: dict[str, Any] | None = None,
     log_name: str = "jupyter-lab-server.log",
 ) -> Iterator[LabServer]:
     """Start `jupyter <app>` (lab, or notebook for Notebook 7) on a temporary copy of notebooks/ with
-    LAB_SETTINGS plus `settings`; yields the server and stops it afterwards."""
+    LAB_SETTINGS; yields the server and stops it afterwards."""
     base = tmp_path_factory.mktemp(app)
     root = base / "notebooks"
     if NOTEBOOKS.is_dir():
@@ -281,7 +272,7 @@ def _start_server(
     dirs = {name: base / name for name in ("config", "runtime", "settings", "workspaces", "path")}
     for path in dirs.values():
         path.mkdir()
-    for rel, values in {**LAB_SETTINGS, **(settings or {})}.items():
+    for rel, values in LAB_SETTINGS.items():
         _write_json(dirs["settings"] / rel, values)
     # A python3 kernelspec that names this interpreter explicitly. JUPYTER_PATH is searched before
     # the user and sys.prefix data dirs, so a stray ~/.local/share/jupyter/kernels/python3 cannot
@@ -383,15 +374,6 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 
 @pytest.fixture(scope="session")
-def lab_server_saving_widgets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """A second JupyterLab, with widget state saved into notebooks (`saveState`); lab_server keeps
-    the default (off)."""
-    yield from _start_server(
-        tmp_path_factory, settings=SAVE_WIDGET_STATE_SETTINGS, log_name="jupyter-lab-save-state-server.log"
-    )
-
-
-@pytest.fixture(scope="session")
 def notebook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """Notebook 7 (`jupyter notebook`), started like lab_server; notebooks open at
     /notebooks/<name>."""
@@ -450,7 +432,7 @@ def browser() -> Iterator[Any]:
 
 
 # The server fixtures a test may use: the page fixture keeps the part of their logs a failing test wrote.
-SERVER_FIXTURES = ("lab_server", "lab_server_saving_widgets", "notebook_server")
+SERVER_FIXTURES = ("lab_server", "notebook_server")
 
 
 @pytest.fixture
@@ -461,14 +443,17 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context.set_default_timeout(PAGE_TIMEOUT * 1000)
     pg = context.new_page()
     console: list[str] = []
-    pg.on("console", lambda msg: console.append(f"[{msg.type}] {msg.text}"))
-    pg.on("pageerror", lambda err: console.append(f"[pageerror] {err}"))
+    # From the context, not the page: a test that opens a second page (to reload a saved notebook)
+    # keeps its console too.
+    context.on("console", lambda msg: console.append(f"[{msg.type}] {msg.text}"))
+    context.on("weberror", lambda err: console.append(f"[pageerror] {err.error}"))
     pg.console_log = console  # the browser console of this test, for assertions or debugging
     try:
         yield pg
     finally:
         if has_failed(request.node):
-            save_failure_artifacts(request.node, pg, console, server_logs)
+            last = context.pages[-1] if context.pages else pg  # the page the test was on when it failed
+            save_failure_artifacts(request.node, last, console, server_logs)
         context.close()
         _close_kernel_clients()
         # Kernels from this test must not outlive it (memory; the next test's status bar).
@@ -779,11 +764,19 @@ def lab(page: Any, lab_server: LabServer) -> Lab:
     return Lab(page, lab_server)
 
 
+# The widget manager's settings (the schema ships in jupyterlab_widgets), whose saveState writes widget
+# state into the notebook's metadata on save.
+SAVE_WIDGET_STATE_PLUGIN = "@jupyter-widgets/jupyterlab-manager:plugin"
+
+
 @pytest.fixture
-def lab_saving_widgets(page: Any, lab_server_saving_widgets: LabServer) -> Iterator[Lab]:
-    """Like `lab`, on the JupyterLab that saves widget state into notebooks (saveState on)."""
+def lab_saving_widgets(page: Any, lab_server: LabServer) -> Iterator[Lab]:
+    """Like `lab`, with the widget manager's saveState setting on for this test: widget state is
+    written into a notebook's metadata on save. Set through Lab's settings API before the page
+    loads (the page reads it then) and reset after, so the shared server needs no twin."""
+    setting = f"/lab/api/settings/{SAVE_WIDGET_STATE_PLUGIN}"
+    lab_server.api("PUT", setting, {"raw": json.dumps({"saveState": True})})
     try:
-        yield Lab(page, lab_server_saving_widgets)
+        yield Lab(page, lab_server)
     finally:
-        _close_kernel_clients()
-        lab_server_saving_widgets.shutdown_sessions()
+        lab_server.api("PUT", setting, {"raw": "{}"})

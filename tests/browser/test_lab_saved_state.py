@@ -1,7 +1,7 @@
 """A saved notebook shows its widgets' last state without a kernel (DESIGN: "Share and teach").
 
 JupyterLab writes widget state into the notebook's metadata on save only with the widget manager's
-`saveState` setting on: these tests use the `lab_saving_widgets` server, which has it."""
+`saveState` setting on: these tests use the `lab_saving_widgets` fixture, which turns it on."""
 
 from __future__ import annotations
 
