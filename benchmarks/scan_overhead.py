@@ -15,8 +15,17 @@ the bare passes inside it) over the bare time. A second line does the same for t
 Memory: the peak resident memory of a scan over N and 4×N chunks, each in a fresh process, minus the
 resident memory just before the scan (the model, the tokenizer and the texts already loaded).
 
+GPT-2 (``--model gpt2``): GPT-2-small's shape with random weights (tests/language_models.py; 12 layers,
+3,072 MLP neurons a layer), MiniLM's tokenizer, batches of ``--batch-size`` windows of 128 tokens. Each
+batch runs bare and through a scan of the 4 MLP layers ``transformer.h.{2,5,8,11}.mlp.act`` (and of
+one, ``transformer.h.5.mlp.act``), alternating as above; the ratio is the median of the scan's time per
+batch over the median of the bare forward's. Then a TopExamples card on the 4-layer scan: the kernel
+time to build and publish the card when a unit is selected (p50, p95 over ``--units`` units), and the
+number of model calls that made (goal: none, p95 < 50 ms).
+
     .venv/bin/python benchmarks/scan_overhead.py                 # 2,000 chunks (minutes on 2 cores)
     .venv/bin/python benchmarks/scan_overhead.py --chunks 128 --memory-chunks 64 --repeats 1
+    .venv/bin/python benchmarks/scan_overhead.py --model gpt2 --chunks 192 --batch-size 16
 """
 
 from __future__ import annotations
@@ -33,10 +42,16 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from minilm import load_minilm
 
 import neurowidgets as nw
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(TESTS), str(TESTS / "widgets")]  # language_models.py, the FakeFrontend
 
 TOKENS = 128
 
@@ -75,11 +90,15 @@ def bare(model, batches) -> float:
 
 class Interleaved:
     """The batches for a scan; each one is also run bare, alternately just before the scan gets it and
-    just after the scan has processed it, so both sides see the same machine load."""
+    just after the scan has processed it, so both sides see the same machine load. ``bare_times`` and
+    ``scan_times`` are the per-batch seconds of each (the scan's: from handing it the batch to its
+    asking for the next one)."""
 
     def __init__(self, model, adapter, batches):
         self.model, self.adapter, self.batches = model, adapter, batches
         self.bare_seconds = 0.0
+        self.bare_times: list[float] = []
+        self.scan_times: list[float] = []
 
     def _bare(self, batch) -> None:
         device = self.model.device
@@ -89,13 +108,16 @@ class Interleaved:
             inputs = self.adapter(batch) if isinstance(batch, list) else batch
             self.model(**{k: v.to(device) for k, v in inputs.items()})
         sync(device)
-        self.bare_seconds += time.perf_counter() - start
+        self.bare_times.append(time.perf_counter() - start)
+        self.bare_seconds += self.bare_times[-1]
 
     def __iter__(self):
         for i, batch in enumerate(self.batches):
             if i % 2 == 0:
                 self._bare(batch)
+            handed = time.perf_counter()
             yield batch
+            self.scan_times.append(time.perf_counter() - handed)
             if i % 2 == 1:
                 self._bare(batch)
 
@@ -157,6 +179,65 @@ def memory_child(chunks: int, layer: str, batch_size: int, device: str) -> None:
     )
 
 
+GPT2_LAYERS = [f"transformer.h.{i}.mlp.act" for i in (2, 5, 8, 11)]
+
+
+def gpt2_main(args) -> None:
+    """Scan overhead of 4 and 1 GPT-2 MLP layers (per-batch medians), then the card's latency."""
+    from frontend import FakeFrontend
+    from language_models import build, tokenizer
+    from minilm import real_text
+
+    from neurowidgets.widgets.top_examples import TopExamples
+
+    tok = tokenizer()
+    model = build("gpt2", tok)
+    texts = real_text(args.chunks)
+    adapter = nw.TextAdapter(tok, max_length=TOKENS)
+    size = args.batch_size
+    batches = [adapter(texts[i : i + size]) for i in range(0, len(texts), size)]
+    probe = nw.Probe(model)
+    print(f"data: {len(texts)} texts of up to {TOKENS} tokens, batches of {size}; GPT-2-small shape, random weights")
+    bare(model, batches[:1])  # warm up
+    scanned(probe, GPT2_LAYERS, batches[:1], size)
+    result = None
+    for layers, keep in ((GPT2_LAYERS, True), (GPT2_LAYERS[1:2], True), (GPT2_LAYERS, False)):
+        scan_times, bare_times = [], []
+        for _ in range(args.repeats):
+            feed = Interleaved(model, adapter, batches)
+            out = nw.scan(probe, feed, layers, k=32, cache=False, progress=False, keep_activations=keep)
+            scan_times += feed.scan_times
+            bare_times += feed.bare_times
+            if keep and len(layers) == 4:
+                result = out
+        ratio = np.median(scan_times) / np.median(bare_times)
+        print(
+            f"scan of {len(layers)} MLP layer{'s' * (len(layers) > 1)} (keep_activations={keep}) / bare forward, "
+            f"per-batch medians: {ratio:.3f}x (bare {np.median(bare_times):.2f} s, scan {np.median(scan_times):.2f} s "
+            f"a batch, {len(bare_times)} batches; goal <= 1.10x)",
+            flush=True,
+        )
+
+    calls = []
+    widget = TopExamples(model, GPT2_LAYERS[1], result, texts, text=adapter)
+    frontend = FakeFrontend(widget)  # the browser's selection message in, the card's update out
+    hook = model.register_forward_pre_hook(lambda module, inputs: calls.append(1))
+    try:
+        latencies = []
+        for unit in np.linspace(0, 3071, args.units).astype(int).tolist():
+            start = time.perf_counter()
+            frontend.set_state(selected_units=[unit])
+            latencies.append(time.perf_counter() - start)
+            assert frontend.last("card")["unit"] == unit, widget.card
+    finally:
+        hook.remove()
+    p50, p95 = np.percentile(np.array(latencies) * 1e3, [50, 95])
+    print(
+        f"select a unit with a scan attached (card of {GPT2_LAYERS[1]}, {args.units} units): kernel time "
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; model calls: {len(calls)} (goal: none, p95 < 50 ms)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=2000, help="text chunks for the timing (default 2000)")
@@ -171,10 +252,19 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu", help="where the model runs (default cpu)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--model", choices=("minilm", "gpt2"), default="minilm", help="see above (default minilm)")
+    parser.add_argument("--units", type=int, default=12, help="gpt2: units selected for the card latency")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model == "gpt2":
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+        )
+        gpt2_main(args)
+        return
     if args.memory_child:
         memory_child(args.memory_child, args.layer, args.batch_size, args.device)
         return

@@ -335,6 +335,8 @@ def scan(
         bar.close()
     if not stats:
         raise ValueError("scan got empty data: the data yielded no example")
+    for layer_stats in stats.values():
+        layer_stats.compact()
     info = {"model": type(probe.model).__name__, "settings": settings}
     if isinstance(adapter, TextAdapter):  # the views tokenize the examples again as the scan did
         info["max_length"] = adapter.max_length
