@@ -298,9 +298,9 @@ class Interventions(Companion):
         self._sample = min(size, len(examples))
         self._apply(self.mode, self.strength, self._vector)
 
-    def _run_edited(self, inputs: Any, edit: Edit, probe: Probe | None = None) -> Any:
+    def _run_edited(self, inputs: Any, edit: Edit, probe: Probe | None = None, layer: str | None = None) -> Any:
         probe = probe or self.probe
-        with probe.edit({self.view.layer: edit}):
+        with probe.edit({layer or self.view.layer: edit}):
             return probe.run(inputs, []).output
 
     def _memo(self, name: str, key: tuple, compute: Callable[[], Any]) -> Any:
@@ -414,7 +414,7 @@ class Interventions(Companion):
             self.set_trait("sample_status", f"sample: {phase} {done}/{len(indices)} examples, {seconds:.1f} s")
 
         background.submit(
-            self, "sample", self.probe, partial(self._sample_work, examples, batches, kind, edit),
+            self, "sample", self.probe, partial(self._sample_work, examples, batches, kind, edit, self.view.layer),
             publish, progress, action="computing the effect over the sample",
         )  # fmt: skip
 
@@ -430,9 +430,11 @@ class Interventions(Companion):
         can_generate = getattr(self.probe.model, "can_generate", None)
         return kind == "tokens" and callable(can_generate) and bool(can_generate())
 
-    def _chunk_readouts(self, probe: Probe, inputs: Any, kind: str, edit: Edit | None) -> tuple[np.ndarray, int, int]:
+    def _chunk_readouts(
+        self, probe: Probe, inputs: Any, kind: str, edit: Edit | None, layer: str
+    ) -> tuple[np.ndarray, int, int]:
         """One chunk's readouts, and for a causal language model its next-token (hits, predictions)."""
-        output = probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit, probe)
+        output = probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit, probe, layer)
         ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else None
         hits = total = 0
         if self._causal(kind) and ids is not None and tuple(logits_of(output).shape[:2]) == tuple(ids.shape):
@@ -441,28 +443,30 @@ class Interventions(Companion):
         return self._readout(output, kind, inputs), hits, total
 
     def _sample_work(
-        self, examples: Any, batches: tuple, kind: str, edit: Edit | None, probe: Probe
+        self, examples: Any, batches: tuple, kind: str, edit: Edit | None, layer: str, probe: Probe
     ) -> Generator[tuple[str, int], None, tuple[dict[str, Any], str]]:
         """In the background: the sample's readouts before (once per data set and size) and after the
-        edit, one chunk per step; then the effect."""
+        edit of ``layer`` (the one it was made for: the explorer may show another one by now), one chunk
+        per step; then the effect."""
         indices, chunks = batches
 
-        def readouts(phase: str, edit: Edit | None) -> Generator:
-            rows, hits, total, done = [], 0, 0, 0
-            for inputs in chunks:
-                chunk, chunk_hits, chunk_total = self._chunk_readouts(probe, inputs, kind, edit)
-                rows.append(chunk)
-                hits, total, done = hits + chunk_hits, total + chunk_total, done + len(chunk)
-                yield phase, done
-            return np.concatenate(rows), (hits, total)
+        def readouts(phase: str, edit: Edit | None, rows: list) -> Generator:
+            """Run the chunks not in ``rows`` yet, appending each one's (readouts, hits, predictions)."""
+            for inputs in chunks[len(rows) :]:
+                rows.append(self._chunk_readouts(probe, inputs, kind, edit, layer))
+                yield phase, sum(len(row[0]) for row in rows)
+            return np.concatenate([row[0] for row in rows]), (sum(r[1] for r in rows), sum(r[2] for r in rows))
 
         key = (_Same(examples), kind, len(indices))  # once per data set and size, not per edit
         plain = self._held("sample before", key)
         if plain is None:
-            plain = yield from readouts("before", None)
-            with background.lock:  # kept even if this job is cancelled later: the next edit needs it
+            # The chunks done so far are kept when a newer edit cancels this job: the next job goes on
+            # from there (clicking through units must not restart the edit-free pass every time).
+            rows = self._memo("sample before rows", key, list)
+            plain = yield from readouts("before", None, rows)
+            with background.lock:
                 self._memos["sample before"] = (key, plain)
-        edited = plain if edit is None else (yield from readouts("after", edit))
+        edited = plain if edit is None else (yield from readouts("after", edit, []))
         return self._sample_effect(examples, indices, kind, plain, edited)
 
     def _sample_effect(

@@ -1,10 +1,13 @@
 """Interventions in JupyterLab: units selected in the explorer's grid, a mode chosen and the slider
 moved in the page; the kernel's "after" is the model under the same probe.edit, and the plot in the
-page shows it. A burst of slider moves ends on the last value (latest wins)."""
+page shows it. The effect over the data's sample follows from the kernel's background work, with its
+progress in the page; a burst of slider moves ends on the last value (latest wins), and the sample
+effect shown is the last move's, by hand. The "more examples" button doubles the sample."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from bokeh_page import source
 from grid_page import click_unit
@@ -16,15 +19,32 @@ CELLS = [
     "import neurowidgets as nw\n"
     "from neurowidgets.datasets import digits\n"
     "from neurowidgets.widgets.interventions import Interventions\n"
+    "import threading, time\n"
     "d = digits()\n"
+    "def slow(module, args, output):  # the sample's forward passes (the background's) take their time\n"
+    "    if threading.current_thread() is not threading.main_thread():\n"
+    "        time.sleep(0.02)\n"
+    "d.model.register_forward_hook(slow)\n"
+    "import neurowidgets.widgets.interventions as iv\n"
+    "iv.CHUNK_SECONDS = 0.0  # one example per forward pass of the sample: progress to see\n"
     'ex = nw.explore(d.model, d.test_images[:4], layer="relu3", data=d.test_images)\n'
     "ex.selected_units = []\n"
     "ex",
-    "panel = Interventions(ex, labels=d.test_labels)\npanel",
+    "panel = Interventions(ex, labels=d.test_labels, sample=100)\npanel",
     "def hand(edit):\n"
     '    with ex.probe.edit({"relu3": edit}):\n'
     "        return torch.softmax(ex.probe.run(ex.inputs).output, 1)[ex.example].numpy()",
+    "def hand_effect(edit):  # the accuracy over the panel's sample, before and after, by hand\n"
+    "    i = torch.as_tensor(panel.sample_indices)\n"
+    "    images, labels = d.test_images[i], d.test_labels[i]\n"
+    "    before = (ex.probe.run(images).output.argmax(1) == labels).float().mean().item()\n"
+    '    with ex.probe.edit({"relu3": edit}):\n'
+    "        after = (ex.probe.run(images).output.argmax(1) == labels).float().mean().item()\n"
+    "    return f'over {len(i)} examples of the data: accuracy {before:.1%} → {after:.1%}; '",
 ]
+
+PROGRESS = re.compile(r"sample: (before|after) \d+/\d+ examples, \d+\.\d s")
+DONE = re.compile(r"(\d+) of 449 examples, \d+\.\d s")
 
 
 def page_bars(host) -> dict:
@@ -42,6 +62,16 @@ def wait_for_bars(page, host, expected: dict) -> dict:
             return drawn
         page.wait_for_timeout(100)
     raise AssertionError(f"the page's bars {drawn} never matched the kernel's {expected}")
+
+
+def wait_for_text(page, locator, check, what: str) -> str:
+    """Poll an element's text until ``check(text)`` holds (the kernel's background work arrives later)."""
+    for _ in range(300):
+        text = locator.inner_text()
+        if check(text):
+            return text
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the page never showed {what}; last: {text!r}")
 
 
 def matches_hand(lab, edit: str) -> None:
@@ -65,6 +95,8 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     units_line = panel.locator(".nw-iv-units")
     assert units_line.inner_text() == "select units in the grid (layer relu3)"
     lab.screenshot(panel, "interventions/no_units.png")
+    sample_text = panel.locator(".nw-iv-effect-text")
+    status = panel.locator(".nw-iv-sample")
 
     # Select four units in the explorer's grid (click, then shift-click): the panel lists them.
     grid = page.locator(".nw-explorer canvas.nw-grid-canvas")
@@ -83,19 +115,20 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     slider = panel.locator("input[type=range]")
     assert slider.input_value() == "2"  # scale starts at 2 (the mode's default)
     slider.fill("-1")
+    wait_for_text(page, status, PROGRESS.fullmatch, "the sample's progress")  # the sample follows
+    lab.screenshot(panel, "interventions/sample_progress.png")
     lab.poll("panel.strength", "-1.0")
     matches_hand(lab, f"nw.scale({UNITS}, -1.0)")
     assert lab.eval("print(int(panel.after.argmax()), int(panel.before.argmax()))").strip() == "3 0"
     expected = kernel_bars(lab)
     wait_for_bars(page, host=panel, expected=expected)
     assert panel.locator(".nw-number").input_value() == "-1"
-    effect = panel.locator(".nw-iv-effect")
-    assert effect.inner_text() == lab.eval("print(panel.sample_effect)").strip()
-    accuracy = lab.eval(  # the unedited model's accuracy over the panel's sample, by hand
-        "i = torch.as_tensor(panel.sample_indices)\n"
-        "print(f'{(d.model(d.test_images[i]).argmax(1) == d.test_labels[i]).float().mean().item():.1%}')"
-    ).strip()
-    assert effect.inner_text().startswith(f"over 256 examples of the data: accuracy {accuracy} → ")
+    # Then its result, by hand.
+    wait_for_text(page, status, DONE.fullmatch, "the sample's size and time")
+    assert DONE.fullmatch(status.inner_text())[1] == "100"
+    kernel_effect = lab.eval("print(panel.sample_effect)").strip()
+    assert sample_text.inner_text() == kernel_effect
+    assert kernel_effect.startswith(lab.eval(f"print(hand_effect(nw.scale({UNITS}, -1.0)))").strip())
     page.evaluate("document.activeElement.blur()")  # no focus ring, no hover tooltip over the screenshot
     page.mouse.move(5, 5)
     page.wait_for_timeout(200)
@@ -116,6 +149,24 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     matches_hand(lab, f"nw.scale({UNITS}, 0.25)")
     wait_for_bars(page, host=panel, expected=kernel_bars(lab))
     assert slider.input_value() == "0.25"
+    # The sample effect shown, in the kernel and the page, is the last move's (never an older move's).
+    lab.eval("panel.wait(timeout=60)")
+    kernel_effect = lab.eval("print(panel.sample_effect)").strip()
+    assert kernel_effect.startswith(lab.eval(f"print(hand_effect(nw.scale({UNITS}, 0.25)))").strip())
+    wait_for_text(page, sample_text, lambda text: text == kernel_effect, "the last move's sample effect")
+    wait_for_text(page, status, DONE.fullmatch, "the sample's size and time")
+
+    # A bigger sample: the button asks for twice as many examples.
+    more = panel.locator("button.nw-iv-more")
+    assert more.inner_text() == "more examples (200)"
+    more.click()
+    lab.poll("panel.sample_size", "200")
+    lab.eval("panel.wait(timeout=60)")
+    kernel_effect = lab.eval("print(panel.sample_effect)").strip()
+    assert kernel_effect.startswith("over 200 examples of the data: accuracy ")
+    assert kernel_effect.startswith(lab.eval(f"print(hand_effect(nw.scale({UNITS}, 0.25)))").strip())
+    wait_for_text(page, sample_text, lambda text: text == kernel_effect, "the bigger sample's effect")
+    wait_for_text(page, status, lambda text: (DONE.fullmatch(text) or [0, 0])[1] == "200", "200 examples")
 
     # Clamp: the slider's range follows the layer's activations; ablate disables it.
     panel.locator("select").select_option("clamp")
@@ -123,7 +174,7 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     low, high = json.loads(lab.eval("print(json.dumps(panel.ranges['clamp'][:2]))"))
     assert float(slider.get_attribute("min")) == low and float(slider.get_attribute("max")) == high
     slider.fill("0")
-    lab.poll("panel.strength", "0.0")
+    lab.poll("abs(panel.strength) < 1e-9", "True")  # the slider's steps start at its minimum: 0 ± rounding
     panel.locator("select").select_option("ablate")
     lab.poll("panel.mode", "'ablate'")
     assert slider.is_disabled()
