@@ -1,21 +1,23 @@
 """Background work of the widgets: what scales with a sample of the data runs outside the message handler.
 
-A widget submits a job of a kind ("sample", "layer sample", …); a newer job of the same widget and kind
-cancels the older one (latest wins), and only the latest publishes its result, so a burst of slider
-moves ends on the last one and never shows a stale result. Jobs run one at a time on one worker thread
-of the kernel (two forwards at once on a laptop's cores would slow both), in chunks that report progress.
+A widget submits a job of a kind (its "sample"); a newer job of the same widget and kind cancels the
+older one (latest wins), and only the latest publishes its result, so a burst of slider moves ends on
+the last one and never shows a stale result. Jobs run one at a time on one worker thread of the
+kernel, in chunks that report progress.
 
 Why a thread, not chunks on the kernel's event loop: torch releases the GIL inside its operations, so
 the kernel keeps answering messages while a chunk runs; on the event loop every chunk would block the
-kernel for its whole duration (one sampled text of a GPT-2-size model is several forwards of a
-sentence).
+kernel for its whole duration (one sampled text of a GPT-2-size model costs about three forwards of a
+sentence: benchmarks/live_interventions.py).
 
-The model is not run twice at once: the worker runs a twin of the probe (its own module objects,
-sharing every parameter and buffer, so no memory is copied), because a probe's hooks sit on the
-modules and would otherwise act on the foreground's forward passes too. Every module of the twin
-checks, as it starts, whether the foreground is busy (:func:`foreground`: a message handler at work)
-and waits until it is done, and whether its job was cancelled: a foreground request pays for at most
-one module of a background forward, and a cancelled job stops within one module.
+The worker runs a twin of the probe (its own module objects, sharing every parameter and buffer, so no
+memory is copied): a probe's hooks and edits sit on its modules and would otherwise act on the
+foreground's forward passes too. Two forwards at once would also slow each other on a laptop's cores
+(2.3× a forward for a slider move, against 1.0× when pausing): every module of the twin checks, as it
+starts, whether the foreground is busy (:func:`foreground`: a message handler at work, see
+NeuroWidget._handle_msg) and waits until it is done, and whether its job was cancelled. A foreground
+request so shares the cores with at most one module of a background forward, and a cancelled job
+stops within one module.
 
 Outside a kernel (a script, the tests) the same thread runs the jobs: :func:`wait` blocks until a
 widget's jobs are done.
