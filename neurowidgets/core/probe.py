@@ -61,6 +61,11 @@ class _Attached:
     encoder: nn.Module
     decoder: nn.Module | None
 
+    def features(self, activations: torch.Tensor) -> torch.Tensor:
+        # A sparse autoencoder's forward is its reconstruction (SAELens): its features come from encode.
+        encode = getattr(self.encoder, "encode", None)
+        return encode(activations) if callable(encode) else self.encoder(activations)
+
 
 @dataclass(frozen=True)
 class TensorSignature:
@@ -267,7 +272,9 @@ class Probe:
         """Add a derived layer whose units are ``encoder(activations of layer)``.
 
         The encoder receives the layer's (batch, positions, units) activations and returns
-        (batch, positions, features), e.g. a sparse autoencoder's encoder. Captured, edited and
+        (batch, positions, features), e.g. a sparse autoencoder's encoder. An object with an
+        ``encode`` method (a sparse autoencoder such as SAELens's, whose call is its reconstruction) is
+        encoded with that method, and decoded with its ``decode``. Captured, edited and
         scanned like any layer. Editing it needs a ``decoder`` (or an encoder with a ``decode``
         method): the layer's output then becomes ``output + decode(edited) - decode(features)``,
         which keeps the autoencoder's reconstruction error in place.
@@ -469,7 +476,7 @@ class Probe:
     def _run_derived(self, base, name, attached, tensor, captured):
         layout = self._layout(base, tensor)
         bpu = as_bpu(tensor, layout)
-        features = attached.encoder(bpu)
+        features = attached.features(bpu)
         if features.ndim != 3 or features.shape[:2] != bpu.shape[:2]:
             raise ValueError(
                 f"the encoder attached as {name!r} must map (batch, positions, units) "

@@ -288,6 +288,32 @@ def test_editing_features_adds_the_decoded_difference(mlp):
     assert torch.allclose(capture.output, mlp[2](h2).detach(), atol=1e-6)
 
 
+def test_a_saelens_sae_attaches_as_its_features(tiny_lm, lm_tokenizer):
+    """A SAELens SAE's call is its reconstruction (d_in values); attached, its units are its d_sae features."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    model = tiny_lm("gpt2")
+    d_in, d_sae = model.config.n_embd, 4 * model.config.n_embd
+    torch.manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae)).eval()
+    probe = nw.Probe(model)
+    name = probe.attach("transformer.h.0", sae, name="sae")
+    batch = lm_tokenizer(["The cat sat on the mat."], return_tensors="pt")
+    capture = probe.run(batch, ["transformer.h.0", "sae"])
+    assert capture["sae"].num_units == d_sae != d_in
+    with torch.no_grad():
+        torch.testing.assert_close(capture["sae"].values, sae.encode(capture["transformer.h.0"].values))
+    # Edits go through its decode: ablating every active feature removes their decoded part.
+    features = capture["sae"].values
+    active = sorted({int(u) for u in torch.nonzero(features[0].amax(0) > 0).flatten()})
+    with probe.edit({name: nw.ablate(active)}):
+        edited = probe.run(batch, ["transformer.h.0"])["transformer.h.0"].values
+    with torch.no_grad():
+        expected = capture["transformer.h.0"].values - sae.decode(features) + sae.decode(torch.zeros_like(features))
+    torch.testing.assert_close(edited, expected, atol=1e-5, rtol=1e-5)
+    assert hook_count(model) == 0
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 
