@@ -89,7 +89,7 @@ class _Runner:
 
     def submit(self, job: Job) -> Job:
         if job.twin is None:  # a model that cannot be copied: the work runs now, as it would in a handler
-            self._run(job)
+            self._run(job, inline=True)
             job.done.set()
             return job
         key = (id(job.owner), job.kind)
@@ -142,12 +142,13 @@ class _Runner:
                     job.done.set()
                     self.condition.notify_all()
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, inline: bool = False) -> None:
         job.started = time.perf_counter()
         try:
-            steps = job.work(job.twin)
+            steps = job.work(job.probe if inline else job.twin)
             while True:
-                self.checkpoint(job)
+                if not inline:  # inline, it is the foreground
+                    self.checkpoint(job)
                 try:
                     step = next(steps)
                 except StopIteration as finished:

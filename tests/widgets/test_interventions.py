@@ -5,6 +5,7 @@ front-end edit requests are replayed; bad input changes nothing."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import numpy as np
@@ -575,3 +576,23 @@ def test_the_default_sample_is_sized_by_a_timed_forward_and_can_grow():
     assert explicit.sample_size == 24
     explicit.close()
     panel.close()
+
+
+def test_a_model_that_cannot_be_copied_gets_its_sample_at_once(caplog):
+    class Locked(torch.nn.Module):  # holds a lock: no copy of the model for the background
+        def __init__(self):
+            super().__init__()
+            self.lock = threading.Lock()
+
+        def forward(self, x):
+            with self.lock:
+                return x
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), Locked())
+    data = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    explorer = nw.explore(model, data[:2], layer="1", data=data, selected_units=[0, 1])
+    panel = Interventions(explorer, sample=20, mode="scale", strength=-2.0)
+    assert not background.running(panel) and panel.error == ""  # computed in the caller, as before
+    assert panel.effect == hand_effect(explorer, data, nw.scale([0, 1], -2.0))
+    assert any("cannot be copied" in r.getMessage() for r in caplog.records)
