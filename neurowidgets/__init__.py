@@ -13,10 +13,13 @@ from .core import (
     TextAdapter,
     ablate,
     clamp,
+    direct_logit_attribution,
     load_scan,
+    logit_lens,
     scale,
     scan,
     steer,
+    top_logits,
 )
 
 __version__ = "0.1.0"
@@ -43,12 +46,15 @@ __all__ = [
     "TopExamples",
     "ablate",
     "clamp",
+    "direct_logit_attribution",
     "explore",
     "load_scan",
+    "logit_lens",
     "report",
     "scale",
     "scan",
     "steer",
+    "top_logits",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from .activations import Activations
 from .edits import Edit, ablate, clamp, scale, steer
+from .lm import direct_logit_attribution, logit_lens, top_logits
 from .probe import Capture, LayerError, LayerInfo, ModelCallError, Probe
 from .scan import ScanResult, load_scan, scan
 from .stats import LayerStats
@@ -20,8 +21,11 @@ __all__ = [
     "TextAdapter",
     "ablate",
     "clamp",
+    "direct_logit_attribution",
     "load_scan",
+    "logit_lens",
     "scale",
     "scan",
     "steer",
+    "top_logits",
 ]

@@ -33,7 +33,7 @@ def map_layers(probe: Probe, example: Any) -> LayerMap:
     traced = probe.trace(example)
     modules = dict(probe.model.named_modules())
     neurons = _neurons(traced, modules)
-    blocks = _blocks(probe.model)
+    blocks = blocks_of(probe.model)
     residual = [name for name in blocks if any(t.name == name for t in traced)]
     attention = [
         f"{block}.{child}"
@@ -88,7 +88,7 @@ def _neurons(traced: list[Traced], modules: dict[str, nn.Module]) -> list[str]:
     return names
 
 
-def _blocks(model: nn.Module) -> list[str]:
+def blocks_of(model: nn.Module) -> list[str]:
     """The repeated blocks: the children of the model's longest ModuleList of modules of one type."""
     best: list[str] = []
     for name, module in model.named_modules():
