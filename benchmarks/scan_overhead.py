@@ -94,8 +94,9 @@ class Interleaved:
     ``scan_times`` are the per-batch seconds of each (the scan's: from handing it the batch to its
     asking for the next one)."""
 
-    def __init__(self, model, adapter, batches):
+    def __init__(self, model, adapter, batches, **bare_kwargs):
         self.model, self.adapter, self.batches = model, adapter, batches
+        self.bare_kwargs = bare_kwargs  # e.g. use_cache=False, as Probe.run calls a language model
         self.bare_seconds = 0.0
         self.bare_times: list[float] = []
         self.scan_times: list[float] = []
@@ -106,7 +107,7 @@ class Interleaved:
         start = time.perf_counter()
         with torch.no_grad():
             inputs = self.adapter(batch) if isinstance(batch, list) else batch
-            self.model(**{k: v.to(device) for k, v in inputs.items()})
+            self.model(**{k: v.to(device) for k, v in inputs.items()}, **self.bare_kwargs)
         sync(device)
         self.bare_times.append(time.perf_counter() - start)
         self.bare_seconds += self.bare_times[-1]
@@ -204,7 +205,7 @@ def gpt2_main(args) -> None:
     for layers, keep in ((GPT2_LAYERS, True), (GPT2_LAYERS[1:2], True), (GPT2_LAYERS, False)):
         scan_times, bare_times = [], []
         for _ in range(args.repeats):
-            feed = Interleaved(model, adapter, batches)
+            feed = Interleaved(model, adapter, batches, use_cache=False)
             out = nw.scan(probe, feed, layers, k=32, cache=False, progress=False, keep_activations=keep)
             scan_times += feed.scan_times
             bare_times += feed.bare_times

@@ -2,8 +2,10 @@
 
 ``report(scan, path)`` writes one file: the layer-health plot, and for each chosen unit its histogram,
 statistics and top examples (images as inline PNGs with the firing position outlined, text as the tokens
-around the firing token). BokehJS is inlined from the installed ``bokeh`` package (no CDN), so the file
-is about 1.3 MB of BokehJS plus what is shown: O(units × (k + histogram bins)), whatever the dataset size.
+around the firing token, each shaded by the unit's activation there when the scan kept its examples'
+activations; nothing is computed again, and no model is needed). BokehJS is inlined from the installed
+``bokeh`` package (no CDN), so the file is about 1.3 MB of BokehJS plus what is shown: O(units × (k +
+histogram bins)), whatever the dataset size.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bokeh.embed import file_html
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
-from .core.examples import Examples
+from .core.examples import Examples, unit_activations
 from .core.images import ImageAdapter
 from .core.scan import ScanResult, check_scan
 from .core.stats import LayerStats
@@ -305,7 +307,9 @@ def _examples(chosen: _Unit, examples: Examples | None, k: int) -> str:
         return f'{heading}<div class="examples">{"".join(cards)}</div>'
     if modality == "text":
         tokens = examples.tokens(inputs)
-        cards = [_text_card(tokens[n], entry, chosen.layer) for n, entry in enumerate(top)]
+        rows = unit_activations(chosen.stats, chosen.unit, indices, inputs, probe=None)  # None: not kept
+        shades = [None] * len(top) if rows is None else _shades(rows)
+        cards = [_text_card(tokens[n], entry, chosen.layer, shades[n]) for n, entry in enumerate(top)]
         return f'{heading}<div class="examples">{"".join(cards)}</div>'
     rows = "".join(f"<tr><td>{i}</td><td>{p}</td><td>{_f(v)}</td></tr>" for v, i, p in top)
     return f"{heading}<table><tr><th>example</th><th>position</th><th>value</th></tr>{rows}</table>"
@@ -332,7 +336,28 @@ def _image_card(pixels: np.ndarray, entry: tuple[float, int, int], grid: tuple[i
     )
 
 
-def _text_card(tokens: list[str], entry: tuple[float, int, int], layer: str) -> str:
+def _shades(rows: np.ndarray) -> list[list[tuple[float, str] | None]]:
+    """Per row and position, (activation, CSS colour on a scale symmetric about 0 up to the largest
+    magnitude shown: red above, blue below), or None where the example has no such position."""
+    finite = np.abs(rows[np.isfinite(rows)])
+    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    result = []
+    for row in rows:
+        shades = []
+        for value in row.tolist():
+            if not math.isfinite(value):
+                shades.append(None)
+                continue
+            alpha = min(1.0, abs(value) / limit)
+            colour = "225, 87, 89" if value > 0 else "78, 121, 167"
+            shades.append((value, f"rgba({colour}, {alpha:.3f})"))
+        result.append(shades)
+    return result
+
+
+def _text_card(
+    tokens: list[str], entry: tuple[float, int, int], layer: str, shades: list[tuple[float, str] | None] | None
+) -> str:
     value, index, position = entry
     if not 0 <= position < len(tokens):
         raise ValueError(
@@ -342,10 +367,12 @@ def _text_card(tokens: list[str], entry: tuple[float, int, int], layer: str) -> 
     start, stop = max(0, position - CONTEXT_BEFORE), min(len(tokens), position + CONTEXT_AFTER + 1)
     spans = []
     for p in range(start, stop):
+        shade = shades[p] if shades is not None and p < len(shades) else None
+        style = "" if shade is None else f' title="{_f(shade[0])}" style="background: {shade[1]}"'
         if p == position:
-            spans.append(f'<span class="token fire" data-value="{_f(value)}">{_e(tokens[p])}</span>')
+            spans.append(f'<span class="token fire" data-value="{_f(value)}"{style}>{_e(tokens[p])}</span>')
         else:
-            spans.append(f'<span class="token">{_e(tokens[p])}</span>')
+            spans.append(f'<span class="token"{style}>{_e(tokens[p])}</span>')
     before = '<span class="cut">…</span>' if start > 0 else ""
     after = '<span class="cut">…</span>' if stop < len(tokens) else ""
     return (

@@ -263,6 +263,29 @@ def test_text_from_the_dataset_is_escaped(minilm, tmp_path):
     assert len(re.findall(r"<script\b", page[:start] + page[end:])) == 3  # log level, plot JSON, embed
 
 
+def test_text_tokens_are_shaded_by_the_activations_the_scan_kept(tiny_lm, lm_tokenizer, tmp_path):
+    from neurowidgets.reporting import CONTEXT_AFTER, CONTEXT_BEFORE, _f
+
+    model, layer = tiny_lm("gpt2"), "transformer.h.0.mlp.act"
+    words = "the scan keeps what a feature card needs so that no model runs again to draw it".split()
+    texts = [" ".join(words[: 3 + 2 * i]) for i in range(8)]  # texts of different lengths
+    settings = dict(tokenizer=lm_tokenizer, max_length=24, k=3, progress=False, cache=False)
+    kept = nw.scan(model, texts, layer, **settings)
+    plain = nw.scan(model, texts, layer, keep_activations=False, **settings)
+    adapter = nw.TextAdapter(lm_tokenizer, max_length=24)
+    for unit in (1, 40, 200):
+        page = report(kept, tmp_path / "kept.html", {layer: [unit]}, data=texts, text=adapter).read_text()
+        context = re.search(r'<div class="context">(.*?)</div>', unit_section(page, layer, unit)).group(1)
+        value, index, position = kept[layer].top_k(unit)[0]
+        row = kept[layer].activations(unit, [index])[0]
+        tokens = adapter.tokens(texts[index])
+        start, stop = max(0, position - CONTEXT_BEFORE), min(len(tokens), position + CONTEXT_AFTER + 1)
+        assert re.findall(r'title="([^"]*)"', context) == [_f(x) for x in row[start:stop]]
+        assert _f(row[position]) == _f(np.float16(value))  # the firing token's own value, kept as float16
+        page = report(plain, tmp_path / "plain.html", {layer: [unit]}, data=texts, text=adapter).read_text()
+        assert "title=" not in unit_section(page, layer, unit)  # nothing kept: tokens as before, no model run
+
+
 # -- nothing remote ------------------------------------------------------------------------------------
 
 
