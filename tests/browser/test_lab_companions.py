@@ -1,10 +1,12 @@
 """Distributions and CoActivation next to an explorer in JupyterLab: a click on a correlation cell
 selects both units in the explorer and the histograms show them; a click in the explorer's grid moves
-both plots, in the page."""
+both plots, in the page. CoActivation's sample of another layer arrives from the kernel's background
+work, its progress in the matrix's title."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from bokeh_page import canvas_ink, data_point, source
 from grid_page import click_unit
@@ -13,8 +15,15 @@ CELLS = [
     "import neurowidgets as nw\n"
     "from neurowidgets.datasets import digits\n"
     "from neurowidgets.widgets.distributions import Distributions\n"
+    "from neurowidgets.widgets import coactivation\n"
     "from neurowidgets.widgets.coactivation import CoActivation\n"
+    "import threading, time\n"
     "d = digits()\n"
+    "def slow(module, args, output):  # the sample's forward passes (the background's) take their time\n"
+    "    if threading.current_thread() is not threading.main_thread():\n"
+    "        time.sleep(0.05)\n"
+    "d.model.register_forward_hook(slow)\n"
+    "coactivation.CHUNK_POSITIONS = 16  # 16 examples a chunk: progress to see\n"
     's = nw.scan(d.model, d.test_images, ["relu2", "relu3"], k=8, progress=False, cache=False)\n'
     'ex = nw.explore(d.model, d.test_images[:4], layer="relu3", data=d.test_images, scan=s)\n'
     "ex",
@@ -42,6 +51,26 @@ def isolated(xs: list[float], ys: list[float]) -> int:
     )
 
 
+_TITLE = """(host, plot) => {
+    for (const root of Object.values(window.Bokeh.index)) {
+        if (!host.contains(root.el)) continue;
+        const found = [];
+        const walk = (view) => {
+            if (view.frame && view.canvas_view) found.push(view);
+            for (const child of view.child_views ?? []) walk(child);
+        };
+        walk(root);
+        return found[plot].model.title.text;
+    }
+    return null;
+}"""
+
+
+def title(host, plot: int) -> str:
+    """The title of plot number ``plot`` inside ``host``, as BokehJS holds it (drawn on the canvas)."""
+    return host.evaluate(_TITLE, plot)
+
+
 def drawn_units(host, name: str) -> set[int]:
     return {int(u) for u in source(host, name)["data"]["unit"]}
 
@@ -53,6 +82,7 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     for i in (0, 1):
         hosts.nth(i).locator(".nw-bokeh-plot[data-ready='1']").wait_for()
     dist, co = hosts.nth(0), hosts.nth(1)
+    lab.eval("co.wait(timeout=60)")  # the sample's maxima, computed in the background
     first = json.loads(lab.eval("print(ex.selected_units)"))
     assert len(first) == 1
     wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == set(first), f"the histogram of unit {first}")
@@ -116,7 +146,10 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     # A layer with dead (constant) units: their correlations are grey, "n/a".
     dead = int(lab.eval("print(s['relu2'].dead()[0])"))
     lab.eval(f'ex.layer = "relu2"; ex.selected_units = [{dead}, 3, 5]')
+    progress = re.compile(r"relu2: sampling \d+/256 examples(, \d+\.\d s)?")
+    wait_for(page, lambda: progress.fullmatch(title(co, 0)), "the sample's progress in the title")
     wait_for(page, lambda: len(source(co, "nw-coact-matrix")["data"]["r"]) == 9, "a 3×3 matrix")
+    assert title(co, 0) == "relu2: correlation of unit maxima over 256 examples"
     texts = source(co, "nw-coact-matrix")["data"]["r_text"]
     assert texts.count("n/a (a constant unit)") == 5  # the dead unit's row and column
     wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == {dead, 3, 5}, "relu2's histograms")
