@@ -21,7 +21,7 @@ STOPS = [
 NAN = (255, 0, 255)
 
 
-def diverging(value: float, limit: float, size: int = 256) -> tuple[int, int, int]:
+def diverging(value: float, limit: float, size: int = 257) -> tuple[int, int, int]:
     if math.isnan(value):
         return NAN
     t = (value / limit + 1) / 2 if limit > 0 else 0.5
