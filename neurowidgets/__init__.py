@@ -21,6 +21,7 @@ from .core import (
     steer,
     top_logits,
 )
+from .core.attribution import attribute
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,7 @@ __all__ = [
     "TokenHeatmap",
     "TopExamples",
     "ablate",
+    "attribute",
     "clamp",
     "direct_logit_attribution",
     "explore",
