@@ -321,6 +321,8 @@ def scan(
                 seen += n
                 done += 1
                 bar.update(n)
+            if done == 1 and keep_activations:
+                _warn_of_large_kept_rows(stats)
             del capture, values
     except KeyboardInterrupt:
         if not stats:
@@ -355,6 +357,20 @@ def scan(
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+#: A scan whose kept activation rows take more than this (after its first batch) says so.
+KEPT_ROWS_WARNING_BYTES = 1 << 30
+
+
+def _warn_of_large_kept_rows(stats: Mapping[str, LayerStats]) -> None:
+    size = sum(s.kept_rows.numel() * s.kept_rows.element_size() for s in stats.values())
+    if size > KEPT_ROWS_WARNING_BYTES:
+        warnings.warn(
+            f"the scan keeps {size / 2**30:.1f} GiB of activation rows (units × (k + 4 × samples) × positions "
+            "float16 values a layer, for feature cards without a model run); pass keep_activations=False, a "
+            "smaller k or samples, or fewer layers to keep less",
+            stacklevel=3,
+        )
 
 
 def _layer_list(probe: Probe, layers: str | Iterable[str] | None) -> list[str]:

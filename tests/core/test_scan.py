@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import signal
 import warnings
 from collections import OrderedDict
@@ -468,3 +469,13 @@ def test_features_of_an_attached_encoder_are_scanned_like_units(tmp_path, monkey
     with torch.no_grad():
         encoder[0].bias += 1.0  # the encoder's weights are part of the cache key
     assert not nw.scan(probe, x, [name], k=3, batch_size=16, progress=False).from_cache
+
+
+def test_a_scan_that_would_keep_much_says_so(digits, monkeypatch):
+    scan_module = importlib.import_module("neurowidgets.core.scan")  # the package's `scan` is the function
+    monkeypatch.setattr(scan_module, "KEPT_ROWS_WARNING_BYTES", 16 * (3 + 16) * 64 * 2 - 1)  # conv2's rows, less 1
+    with pytest.warns(UserWarning, match="keeps 0.0 GiB of activation rows"):
+        quiet_scan(digits.model, digits.images[:40], "conv2", k=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet_scan(digits.model, digits.images[:40], "conv2", k=3, keep_activations=False)
