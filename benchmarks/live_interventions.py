@@ -17,7 +17,8 @@ page drives it (tests/widgets/frontend.py). The sample effect runs in the backgr
   selection (``selected_units`` update: the panel reruns the edited sentence), kernel time to answer;
 - the sample effect: time from the last move to its arrival, with the job's progress reports;
 - what a cooperative alternative (chunks on the kernel's event loop) would make a click wait: the
-  time of one chunk of the sample, as a ratio to a bare forward.
+  time of one chunk of the sample, as a ratio to a bare forward;
+- CoActivation (``--co-sample`` texts): a layer switch's answer, and when the new layer's maxima arrive.
 
 Ratios are of times measured interleaved in one run, so machine load affects both sides alike.
 """
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=12)
     parser.add_argument("--clicks", type=int, default=12)
     parser.add_argument("--gap", type=float, default=0.4, help="seconds between slider moves")
+    parser.add_argument("--co-sample", type=int, default=16, help="CoActivation's sample (texts)")
     args = parser.parse_args()
 
     tok = tokenizer()
@@ -173,6 +175,20 @@ def main() -> None:
     assert panel.strength == 1.5 and panel.sample_effect, (panel.strength, panel.sample_effect)
     print(f"burst of 6 moves: ends on strength {panel.strength}, effect over {panel.effect['examples']} texts")
     panel.close()
+
+    # CoActivation: a layer switch answers with the explorer's forward; the sample's maxima follow.
+    co = nw.CoActivation(explorer, sample=args.co_sample)
+    co.wait()
+    forward = bare_forward(model, batch)
+    start = time.perf_counter()
+    switch = timed(lambda: grid.set_state(layer="transformer.h.7.mlp.act"))
+    assert background.running(co) and not explorer.error
+    co.wait()
+    arrived = time.perf_counter() - start
+    print(f"CoActivation, layer switch: answered in {switch / forward:.2f}× a bare forward (the explorer's own "
+          f"forward; the sample runs behind it); the maxima of {args.co_sample} texts arrived {arrived:.1f} s "
+          f"after the switch")  # fmt: skip
+    co.close()
 
 
 if __name__ == "__main__":
