@@ -220,9 +220,20 @@ def running(owner: Any) -> bool:
     return any(not job.cancelled for job in _runner.jobs_of(owner))
 
 
+def can_wait() -> bool:
+    """Whether :func:`wait` may block here: not inside a message handler (the background pauses for it)."""
+    return not _runner.busy_foreground
+
+
 def wait(owner: Any, timeout: float | None = None) -> None:
-    """Block until ``owner``'s jobs are done (published, failed or cancelled); for scripts and tests,
-    never inside a message handler. Raises TimeoutError after ``timeout`` seconds."""
+    """Block until ``owner``'s jobs are done (published, failed or cancelled); for scripts and tests.
+    Raises TimeoutError after ``timeout`` seconds, and RuntimeError inside a message handler (which the
+    background pauses for: it would wait for ever)."""
+    if not can_wait() and _runner.jobs_of(owner):
+        raise RuntimeError(
+            f"{type(owner).__name__}: cannot wait for the background work inside a message handler "
+            "(it pauses while a handler works); read the result once it is published"
+        )
     deadline = None if timeout is None else time.monotonic() + timeout
     while jobs := _runner.jobs_of(owner):
         left = None if deadline is None else deadline - time.monotonic()

@@ -111,9 +111,10 @@ class CoActivation(Companion):
     def activations(self, layer: str | None = None) -> np.ndarray:
         """(sampled examples, units): each sampled example's maximum over positions, per unit of
         ``layer`` (default: the current one). One forward pass of the sample per layer, kept: the
-        current layer's from the background (waited for), another one's computed now."""
+        current layer's from the background (waited for, except inside a message handler), another
+        one's computed now."""
         layer = layer or self.layer
-        if self._held(layer) is None and self.sample_indices is not None:
+        if self._held(layer) is None and self.sample_indices is not None and background.can_wait():
             self.wait()
         acts = self._held(layer)
         if acts is None:

@@ -280,3 +280,19 @@ def patch_history(frontend: FakeFrontend) -> list[dict]:
     """Every patch message a BokehHost sent, in order (model id → properties)."""
     return [msg["content"]["patches"] for msg, _ in frontend.sent if msg.get("method") == "custom"
             and msg["content"].get("type") == "patch"]  # fmt: skip
+
+
+def test_inside_a_handler_activations_are_computed_and_waiting_is_refused(explorer):
+    gate = Gate()  # a held sample: waiting for it inside a handler would never end
+    model = torch.nn.Sequential(explorer.probe.model, gate)
+    held = nw.explore(model, explorer.inputs, layer="0.relu3", data=explorer.examples.data)
+    co = CoActivation(held, sample=16)
+    gate.reached()
+    with background.foreground():  # what a message handler runs inside (NeuroWidget._handle_msg)
+        with pytest.raises(RuntimeError, match="cannot wait for the background work inside a message handler"):
+            co.wait()
+        acts = co.activations()  # computed in the handler, not waited for
+    assert acts == pytest.approx(by_hand(held, "0.relu3", co.sample_indices), abs=1e-5)
+    gate.open()
+    co.wait(timeout=30)
+    assert co.matrix_units and not co.error
