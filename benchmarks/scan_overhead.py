@@ -19,9 +19,12 @@ GPT-2 (``--model gpt2``): GPT-2-small's shape with random weights (tests/languag
 3,072 MLP neurons a layer), MiniLM's tokenizer, batches of ``--batch-size`` windows of 128 tokens. Each
 batch runs bare and through a scan of the 4 MLP layers ``transformer.h.{2,5,8,11}.mlp.act`` (and of
 one, ``transformer.h.5.mlp.act``), alternating as above; the ratio is the median of the scan's time per
-batch over the median of the bare forward's. Then a TopExamples card on the 4-layer scan: the kernel
-time to build and publish the card when a unit is selected (p50, p95 over ``--units`` units), and the
-number of model calls that made (goal: none, p95 < 50 ms).
+batch over the median of the bare forward's (the scan's forward stops after its deepest layer, the bare
+one runs the whole model with its LM head); "statistics alone" is the median time per batch spent in
+``LayerStats.update`` (every layer's) over the same bare median, the statistics' own cost. Then a
+TopExamples card on the 4-layer scan: the kernel time to build and publish the card when a unit is
+selected (p50, p95 over ``--units`` units), and the number of model calls that made (goal: none, p95
+< 50 ms).
 
     .venv/bin/python benchmarks/scan_overhead.py                 # 2,000 chunks (minutes on 2 cores)
     .venv/bin/python benchmarks/scan_overhead.py --chunks 128 --memory-chunks 64 --repeats 1
@@ -94,12 +97,14 @@ class Interleaved:
     ``scan_times`` are the per-batch seconds of each (the scan's: from handing it the batch to its
     asking for the next one)."""
 
-    def __init__(self, model, adapter, batches, **bare_kwargs):
+    def __init__(self, model, adapter, batches, clock=None, **bare_kwargs):
         self.model, self.adapter, self.batches = model, adapter, batches
+        self.clock = clock  # a StatsClock: the statistics' share of each scan batch
         self.bare_kwargs = bare_kwargs  # e.g. use_cache=False, as Probe.run calls a language model
         self.bare_seconds = 0.0
         self.bare_times: list[float] = []
         self.scan_times: list[float] = []
+        self.stats_times: list[float] = []
 
     def _bare(self, batch) -> None:
         device = self.model.device
@@ -116,9 +121,11 @@ class Interleaved:
         for i, batch in enumerate(self.batches):
             if i % 2 == 0:
                 self._bare(batch)
-            handed = time.perf_counter()
+            handed, stats = time.perf_counter(), self.clock.seconds if self.clock else 0.0
             yield batch
             self.scan_times.append(time.perf_counter() - handed)
+            if self.clock:
+                self.stats_times.append(self.clock.seconds - stats)
             if i % 2 == 1:
                 self._bare(batch)
 
@@ -183,6 +190,34 @@ def memory_child(chunks: int, layer: str, batch_size: int, device: str) -> None:
 GPT2_LAYERS = [f"transformer.h.{i}.mlp.act" for i in (2, 5, 8, 11)]
 
 
+class StatsClock:
+    """Seconds spent in ``LayerStats.update`` (every layer's), while installed: the statistics' own
+    cost, apart from the forward pass (which the scan stops after its deepest layer)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        from neurowidgets.core.stats import LayerStats
+
+        self._update = original = LayerStats.update
+
+        def timed(stats, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(stats, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        LayerStats.update = timed
+        return self
+
+    def __exit__(self, *exc):
+        from neurowidgets.core.stats import LayerStats
+
+        LayerStats.update = self._update
+
+
 def gpt2_main(args) -> None:
     """Scan overhead of 4 and 1 GPT-2 MLP layers (per-batch medians), then the card's latency."""
     from frontend import FakeFrontend
@@ -203,19 +238,22 @@ def gpt2_main(args) -> None:
     scanned(probe, GPT2_LAYERS, batches[:1], size)
     result = None
     for layers, keep in ((GPT2_LAYERS, True), (GPT2_LAYERS[1:2], True), (GPT2_LAYERS, False)):
-        scan_times, bare_times = [], []
+        scan_times, bare_times, stats_times = [], [], []
         for _ in range(args.repeats):
-            feed = Interleaved(model, adapter, batches, use_cache=False)
-            out = nw.scan(probe, feed, layers, k=32, cache=False, progress=False, keep_activations=keep)
+            with StatsClock() as clock:
+                feed = Interleaved(model, adapter, batches, clock, use_cache=False)
+                out = nw.scan(probe, feed, layers, k=32, cache=False, progress=False, keep_activations=keep)
             scan_times += feed.scan_times
             bare_times += feed.bare_times
+            stats_times += feed.stats_times
             if keep and len(layers) == 4:
                 result = out
-        ratio = np.median(scan_times) / np.median(bare_times)
+        bare_median, scan_median = np.median(bare_times), np.median(scan_times)
         print(
             f"scan of {len(layers)} MLP layer{'s' * (len(layers) > 1)} (keep_activations={keep}) / bare forward, "
-            f"per-batch medians: {ratio:.3f}x (bare {np.median(bare_times):.2f} s, scan {np.median(scan_times):.2f} s "
-            f"a batch, {len(bare_times)} batches; goal <= 1.10x)",
+            f"per-batch medians: {scan_median / bare_median:.3f}x (goal <= 1.10x); its statistics alone "
+            f"{np.median(stats_times) / bare_median:.3f}x (bare {bare_median:.2f} s, scan {scan_median:.2f} s, "
+            f"statistics {np.median(stats_times):.2f} s a batch, {len(bare_times)} batches)",
             flush=True,
         )
 
