@@ -4,8 +4,10 @@ changes the input of all of them."""
 from __future__ import annotations
 
 import json
+import re
 
 from grid_page import click_unit
+from playwright.sync_api import expect
 
 
 def test_quickstart_explorer_links_every_view(lab):
@@ -16,17 +18,17 @@ def test_quickstart_explorer_links_every_view(lab):
     explorer.scroll_into_view_if_needed()
     grid = explorer.locator("canvas.nw-grid-canvas")
     unit = int(lab.eval("explorer.selected_units[0]"))
-    assert explorer.locator(".nw-examples-title").inner_text() == f"Unit {unit} of relu2"
+    # expect(...) waits: the views may draw what the kernel sent after its last cell has run.
+    expect(explorer.locator(".nw-examples-title")).to_have_text(f"Unit {unit} of relu2")
 
     # Click unit 9 in the grid: the card, the trace legend and the overlay's unit follow.
     click_unit(page, grid, 9)
     lab.poll("explorer.selected_units", "[9]")
     explorer.locator(".nw-examples-title", has_text="Unit 9 of relu2").wait_for()
-    assert explorer.get_by_role("spinbutton", name="Unit").input_value() == "9", "the overlay shows unit 9"
-    assert "unit 9" in explorer.locator(".nw-panel-trace").inner_text()
+    expect(explorer.get_by_role("spinbutton", name="Unit")).to_have_value("9")  # the overlay shows unit 9
+    expect(explorer.locator(".nw-panel-trace")).to_contain_text("unit 9")
     top = json.loads(lab.eval("import json; print(json.dumps(explorer.card['groups'][0]['examples'][:3]))"))
-    shown = explorer.locator(".nw-example-caption").first.inner_text()
-    assert shown.endswith(f"#{top[0]['index']}")
+    expect(explorer.locator(".nw-example-caption").first).to_have_text(re.compile(rf"#{top[0]['index']}$"))
     lab.screenshot(explorer, "explorer/unit9.png")
 
     # Click the second top example: it becomes the current input of every view.

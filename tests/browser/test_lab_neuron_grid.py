@@ -10,6 +10,7 @@ import shutil
 from colours import close, diverging
 from conftest import REPO
 from grid_page import cell_centre, pixel
+from playwright.sync_api import expect
 
 
 def test_quickstart_grid_click_reaches_the_kernel(lab):
@@ -19,7 +20,7 @@ def test_quickstart_grid_click_reaches_the_kernel(lab):
     widget = page.locator(".nw-grid").first
     canvas = widget.locator("canvas.nw-grid-canvas")
     canvas.scroll_into_view_if_needed()
-    assert canvas.get_attribute("data-units") == "16"
+    expect(canvas).to_have_attribute("data-units", "16")  # waits until the grid has drawn the layer
 
     # Drawn, not blank: every unit's centre has the colour of its kernel value on the scale.
     values = json.loads(lab.eval("import json; print(json.dumps(grid.values[0].max(axis=0).tolist()))"))
