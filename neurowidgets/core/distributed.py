@@ -94,12 +94,13 @@ def scan_sharded(
 
     ``model`` is a Probe, a module, or a function of no arguments that builds one on each worker (for
     a model that cannot be pickled, or one to load on each worker's GPU). ``shards`` is a number of
-    shards of equal size (default: 4 per worker thread) or a list of ``(start, stop)`` example ranges
-    that cover the data exactly once. ``data`` is anything :func:`scan` takes that can be indexed by
-    example (tensor, array, list of strings, mapping of tensors, map-style dataset), or a list of
-    functions, one per shard, each returning that shard's data (anything :func:`scan` takes) with
-    ``shards=`` giving each one's range. ``options`` are :func:`scan`'s other keywords; ``cache`` and
-    ``data_key`` are accepted and unused: a sharded scan is never cached (save its result).
+    shards of about equal size, cut at whole batches where it can (default: 4 per worker thread), or a
+    list of ``(start, stop)`` example ranges that cover the data exactly once. ``data`` is anything
+    :func:`scan` takes that can be indexed by example (tensor, array, list of strings, mapping of
+    tensors, map-style dataset), or a list of functions, one per shard, each returning that shard's
+    data (anything :func:`scan` takes), with ``shards=`` giving each one's range. ``options`` are
+    :func:`scan`'s other keywords; ``cache`` and ``data_key`` are accepted and unused: a sharded scan
+    is never cached (save its result).
     """
     Client, as_completed = _dask()
     threads = _check_client(client, Client)
@@ -114,8 +115,8 @@ def scan_sharded(
             f"a sharded scan needs a Probe, a torch.nn.Module or a function that builds one, got {type(model).__name__}"
         )
     kind, total = _data_kind(data)
-    plan = plan_shards(total if kind != "loaders" else None, shards, threads, data if kind == "loaders" else None)
-    total = plan[-1].stop if kind == "loaders" else total
+    loaders = data if kind == "loaders" else None
+    plan = plan_shards(total, shards, threads, options["batch_size"], loaders)
     job = _Job(model, layers, options, data if kind == "dataset" else None, int(start_index))
     payload = _pickled(job)
 
@@ -149,10 +150,13 @@ def plan_shards(
     total: int | None,
     shards: int | Sequence[tuple[int, int]] | None,
     threads: int,
+    batch_size: int,
     loaders: Sequence[Callable[[], Any]] | None = None,
 ) -> list[Shard]:
     """The shards of ``total`` examples (or of one range per loader), checked to cover ``[0, total)``
-    exactly once; a list of ranges that overlap or leave a gap is refused."""
+    exactly once; a list of ranges that overlap or leave a gap is refused. A number of shards cuts at
+    multiples of ``batch_size`` where it can, so that the shards' batches are a single scan's batches
+    (bit for bit the same activations where padding or batch shape would change the rounding)."""
     if loaders is not None:
         if isinstance(shards, int | np.integer) or shards is None:
             raise TypeError(
@@ -166,7 +170,11 @@ def plan_shards(
     if isinstance(shards, int | np.integer) and not isinstance(shards, bool):
         if not 1 <= shards <= total:
             raise ValueError(f"shards must be between 1 and the number of examples ({total}), got {shards}")
-        bounds = [i * total // shards for i in range(int(shards) + 1)]
+        batches = -(-total // batch_size)
+        if shards <= batches:  # whole batches: each batch (its padding) is the one a single scan reads
+            bounds = [min(total, i * batches // shards * batch_size) for i in range(int(shards) + 1)]
+        else:
+            bounds = [i * total // shards for i in range(int(shards) + 1)]
         return [Shard(i, bounds[i], bounds[i + 1]) for i in range(int(shards))]
     if isinstance(shards, str | bytes) or not isinstance(shards, Sequence) or not shards:
         raise TypeError(f"shards must be a number of shards or a list of (start, stop) ranges, got {shards!r}")
