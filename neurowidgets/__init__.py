@@ -1,5 +1,7 @@
 """neurowidgets: a live, local Neuronpedia for any PyTorch model, inside Jupyter."""
 
+import importlib
+
 from .core import (
     Activations,
     Capture,
@@ -77,4 +79,6 @@ def __getattr__(name: str):
         from .reporting import report
 
         return report
+    if name == "datasets":  # the embedded digits CNN and data: `nw.datasets.digits()`
+        return importlib.import_module(f"{__name__}.datasets")
     raise AttributeError(f"module 'neurowidgets' has no attribute {name!r}")
