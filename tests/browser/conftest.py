@@ -210,12 +210,20 @@ class LabServer:
         return self.api("GET", "/api/sessions")
 
     def shutdown_sessions(self) -> None:
-        """Shut down every notebook session and its kernel (between tests)."""
-        for session in self.sessions():
-            try:
-                self.api("DELETE", f"/api/sessions/{session['id']}", timeout=SERVER_STOP_TIMEOUT)
-            except urllib.error.URLError:
-                pass
+        """Shut down every notebook session and its kernel, and wait until the server lists none (between
+        tests: the next test must not see this one's kernel, however slowly it stops)."""
+        deadline = time.monotonic() + 2 * SERVER_STOP_TIMEOUT
+        while sessions := self.sessions():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sessions still open after shutting them down: {[s.get('path') for s in sessions]}")
+            for session in sessions:
+                try:
+                    self.api("DELETE", f"/api/sessions/{session['id']}", timeout=SERVER_STOP_TIMEOUT)
+                except urllib.error.HTTPError as error:
+                    if error.code != 404:  # 404: it went away meanwhile
+                        raise
+                except (urllib.error.URLError, TimeoutError):
+                    pass  # still stopping: listed again, or gone, on the next round
 
     def log_size(self) -> int:
         try:
@@ -358,8 +366,8 @@ def _start_server(
         if process.poll() is None:
             try:
                 server.shutdown_sessions()
-            except (urllib.error.URLError, OSError):
-                pass
+            except (urllib.error.URLError, OSError, RuntimeError):
+                pass  # the server is stopped next whatever its kernels do
             process.terminate()
             try:
                 process.wait(timeout=SERVER_STOP_TIMEOUT)
