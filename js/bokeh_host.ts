@@ -2,10 +2,13 @@
 // kernel's installed Python `bokeh` package (one shared hidden widget, `_bokehjs`, same version, no
 // CDN) and is injected into the page once. After embedding, the figure changes only in place: each
 // entry of `patches` (model id → properties, arrays as binary buffers) is set on the drawn model. The
-// selections of the sources named in `selections` are synced both ways.
+// plot shows the kernel's `selections`; a tap is sent as a "tap" request carrying what was chosen (the
+// key column's values at the tapped rows, see BokehHost._tap), never written into `selections`: some
+// hosts apply each state write twice (marimo), and a tap must not be applied twice.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
+import { Requests } from "./lib/requests";
 import { element } from "./lib/ui";
 
 type Patches = Record<string, Record<string, unknown>>; // model id → properties (see BokehHost.update)
@@ -14,6 +17,7 @@ export interface BokehState {
   item: string; // the figure's JSON item, as text (see bokeh_host.py)
   patches: Patches;
   selections: Record<string, number[]>;
+  _tap_keys: Record<string, string>; // source name → the column saying what a row is ("": its index)
   _bokehjs: string;
   error: string;
 }
@@ -28,6 +32,7 @@ interface BokehModel {
 }
 interface Source extends BokehModel {
   selected: { indices: number[]; properties: { indices: { change: Signal } } };
+  get_column(name: string): ArrayLike<unknown> | null;
 }
 interface BokehDocument {
   get_model_by_id(id: string): BokehModel | null;
@@ -131,6 +136,7 @@ export function initializeBokeh({ model }: { model: AnyModel<BokehState> }): () 
 export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): () => void {
   const errorBox = element("div", "nw-error", parent);
   const plot = element("div", "nw-bokeh-plot", parent);
+  const requests = new Requests(model);
   const showError = () => {
     const text = model.get("error");
     errorBox.textContent = text;
@@ -175,25 +181,33 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
     const Bokeh = await loadBokeh(model);
     doc = documentOf(await Bokeh.embed.embed_item(JSON.parse(model.get("item")), plot));
     applyPatches();
-    // One tap changes several sources' selections, one signal each: send them as one update.
-    let queued = false;
+    // One tap changes several sources' selections, one signal each: send them as one request. A
+    // signal that leaves a source as the kernel has it is the kernel's own change (fromKernel).
+    const touched = new Set<string>();
     const fromBokeh = () => {
-      queued = false;
-      const current = model.get("selections");
-      const next = { ...current };
-      for (const [name, source] of sources) next[name] = [...source.selected.indices];
-      if (Object.keys(next).some((name) => !sameIndices(next[name], current[name]))) {
-        model.set("selections", next);
-        model.save_changes();
+      const kernel = model.get("selections");
+      const keys = model.get("_tap_keys");
+      const chosen: Record<string, unknown[]> = {};
+      for (const name of touched) {
+        const source = sources.get(name);
+        const rows = source ? [...source.selected.indices] : [];
+        if (!source || sameIndices(rows, kernel[name])) continue;
+        const column = keys[name] ? source.get_column(keys[name]) : null;
+        chosen[name] = column ? rows.map((i) => column[i]) : rows;
       }
-    };
-    const slot = () => {
-      if (!queued) queueMicrotask(fromBokeh);
-      queued = true;
+      touched.clear();
+      if (Object.keys(chosen).length === 0) return;
+      // Then the plot shows the kernel's selections again, whatever it made of the tap (one it ignored
+      // or answered elsewhere is undone); an error is shown in the widget through `error`.
+      requests.send("tap", { chosen }).catch(() => undefined).finally(fromKernel);
     };
     for (const name of Object.keys(model.get("selections"))) {
       const source = doc?.get_model_by_name(name) as Source | null;
       if (!source) continue;
+      const slot = () => {
+        if (touched.size === 0) queueMicrotask(fromBokeh);
+        touched.add(name);
+      };
       sources.set(name, source);
       listeners.set(name, slot);
       source.selected.properties.indices.change.connect(slot);
@@ -213,6 +227,7 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
   model.on("change:selections", fromKernel);
   return () => {
     disconnect();
+    requests.dispose();
     model.off("change:error", showError);
     model.off("change:item", drawReporting);
     model.off("change:patches", applyPatches);

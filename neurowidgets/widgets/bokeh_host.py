@@ -6,14 +6,19 @@ BokehJS travels once per kernel, in one shared hidden widget that every host ref
 
 After the figure is embedded, it changes only through :meth:`BokehHost.update`: new property values
 (a source's columns as binary arrays, a range's factors, a title's text) are set on the drawn models in
-place, so the page never rebuilds a plot to show a new selection. The selections of the sources named
-in ``selections`` are synced both ways.
+place, so the page never rebuilds a plot to show a new selection.
+
+Selections go kernel → page (``selections``: what the plot shows selected). A tap goes page → kernel as
+a "tap" request carrying what was chosen (the values of a key column at the tapped rows: a layer name, a
+unit id), never as a state write the kernel would diff against its previous value: some hosts replay
+state writes (marimo applies each twice), and a request answered twice chooses the same thing twice.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anywidget
@@ -88,8 +93,11 @@ def padded_extent(values: Any, margin: float = 0.05) -> tuple[float, float]:
 class BokehHost(NeuroWidget):
     """Shows ``figure`` (any bokeh layout/model).
 
-    - ``selections``: source name → selected indices, for the named ColumnDataSources listed at
-      construction (``selectable``); synced both ways.
+    - ``selectable``: the names of the ColumnDataSources whose taps reach the kernel, or a mapping of
+      each name to its key column, whose value at a tapped row says what was chosen (sent in place of
+      the row index, which means another thing once the kernel has redrawn the source).
+    - ``selections``: source name → the indices the plot shows selected (set with :meth:`select`).
+    - A tap calls :meth:`_on_tap` with what it chose.
     - :meth:`update` changes properties of the shown models in place.
     """
 
@@ -100,11 +108,15 @@ class BokehHost(NeuroWidget):
     item = traitlets.Unicode("").tag(sync=True)
     patches = traitlets.Dict().tag(sync=True, to_json=_patch_to_json)
     selections = traitlets.Dict(value_trait=traitlets.List(traitlets.Int())).tag(sync=True)
+    _tap_keys = traitlets.Dict(value_trait=traitlets.Unicode()).tag(sync=True)  # source → key column, "": row index
     _bokehjs = traitlets.Instance(BokehJS).tag(sync=True, **widget_serialization)
 
-    def __init__(self, figure: Model | None = None, selectable: tuple[str, ...] = (), **kwargs: Any):
-        super().__init__(_bokehjs=shared_bokehjs(), **kwargs)
-        self._selectable = tuple(selectable)
+    def __init__(
+        self, figure: Model | None = None, selectable: Sequence[str] | Mapping[str, str] = (), **kwargs: Any
+    ):
+        keys = dict(selectable) if isinstance(selectable, Mapping) else dict.fromkeys(selectable, "")
+        super().__init__(_bokehjs=shared_bokehjs(), _tap_keys=keys, **kwargs)
+        self._selectable = tuple(keys)
         if figure is not None:
             self.show(figure)
 
@@ -146,8 +158,12 @@ class BokehHost(NeuroWidget):
 
     def set_state(self, sync_data: dict) -> None:
         # The page merges the patch messages into its copy of ``patches`` (for a saved notebook), and
-        # uploads that copy with its next change; the kernel's own is the truth: ignore it.
-        sync_data = {name: value for name, value in sync_data.items() if name != "patches"}
+        # uploads that copy with its next change; the kernel's own is the truth: ignore it. Taps arrive
+        # as requests: a ``selections`` written by the page (a replayed or restored state) is ignored
+        # too, except by hosts that still react to it in _on_select (CoActivation, until it overrides
+        # _on_tap).
+        ignored = {"patches"} if self._reacts_to_page_selections() else {"patches", "selections"}
+        sync_data = {name: value for name, value in sync_data.items() if name not in ignored}
         if sync_data:
             super().set_state(sync_data)
 
@@ -182,8 +198,32 @@ class BokehHost(NeuroWidget):
                 self._on_select(change["old"] or {}, change["new"])
 
     def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
-        """Subclasses: the user selected (or tapped) in the plot; ``old``/``new`` map source names to
-        indices. A tap on empty space clears the sources it touched."""
+        """Subclasses that have not moved to :meth:`_on_tap`: the selection changed (by the default
+        :meth:`_on_tap`); ``old``/``new`` map source names to indices."""
+
+    def _reacts_to_page_selections(self) -> bool:
+        return type(self)._on_select is not BokehHost._on_select
+
+    @handles("tap")
+    def _tap(self, chosen: dict[str, list]) -> None:
+        """A tap in the page (js/bokeh_host.ts): ``chosen`` maps each source whose selection the tap
+        changed to what it selects now: its key column's values at the tapped rows (row indices for a
+        source without one); a tap on empty space chose nothing (an empty list)."""
+        if not isinstance(chosen, dict) or not all(isinstance(v, list) for v in chosen.values()):
+            raise TypeError(f"a tap maps source names to lists of what was chosen, got {chosen!r}")
+        unknown = sorted(set(chosen) - set(self._selectable))
+        if unknown:
+            raise ValueError(f"no selectable source named {unknown}; selectable: {list(self._selectable)}")
+        self._on_tap(chosen)
+
+    def _on_tap(self, chosen: dict[str, list]) -> None:
+        """Subclasses: act on what the user tapped (see :meth:`_tap`); acting twice on the same tap must
+        change nothing more. The default, for sources keyed by row index, makes the tapped rows their
+        sources' selection, which calls :meth:`_on_select`."""
+        keyed = sorted(name for name in chosen if self._tap_keys.get(name))
+        if keyed:
+            raise TypeError(f"{type(self).__name__} has key columns for {keyed} but does not override _on_tap")
+        self.selections = {**self.selections, **{name: [int(i) for i in rows] for name, rows in chosen.items()}}
 
     @traitlets.validate("selections")
     def _valid_selections(self, proposal: dict) -> dict:

@@ -186,7 +186,9 @@ class Distributions(Companion):
         self._ready = False  # drawn once at the end of __init__, not for each trait set before
         self.sources = histogram_sources()
         figure, self._current = histogram_figure(self.sources)
-        super().__init__(figure, selectable=(BINS, TOP), **kwargs)
+        # A tap sends the unit of the bar, the example of the triangle: what was chosen, whatever the
+        # rows mean by the time the kernel reads it (a bar tap reorders them).
+        super().__init__(figure, selectable={BINS: "unit", TOP: "example"}, **kwargs)
         with self.hold_sync():
             if follow is not None:
                 self.follow(follow)  # the explorer's layer and units, unless given here: then set there too
@@ -280,14 +282,27 @@ class Distributions(Companion):
             with self.reporting_errors("drawing the distributions"):
                 self._draw()
 
-    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
-        bars, tops = new.get(BINS) or [], new.get(TOP) or []
-        if bars:
-            self.select(BINS, [], quiet=True)  # the unit's place in the selection shows the choice
-            unit = int(self.sources[BINS].data["unit"][bars[0]])
+    def _on_tap(self, chosen: dict[str, list]) -> None:
+        bars, tops = chosen.get(BINS) or [], chosen.get(TOP) or []
+        if bars:  # the unit becomes the first selected (its place in the selection shows the choice)
+            unit = self._tapped(bars[0], "unit")
+            if unit not in self._shown_units():
+                raise ValueError(f"unit {unit} is not shown here; shown: {self._shown_units()}")
             self.selected_units = [unit, *(u for u in self.selected_units if u != unit)]
         elif tops and self.view is not None and getattr(self.view, "examples", None) is not None:
-            self.view.show_example(int(self.sources[TOP].data["example"][tops[0]]))
+            example = self._tapped(tops[0], "example")
+            if example not in self.sources[TOP].data["example"]:
+                raise ValueError(f"example {example} is not a top example shown here")
+            self.view.show_example(example)
+            # Its triangles stay marked (one per shown unit it is a top example of).
+            self.select(TOP, np.flatnonzero(np.asarray(self.sources[TOP].data["example"]) == example).tolist())
+
+    @staticmethod
+    def _tapped(value: Any, what: str) -> int:
+        """A unit id or an example index from a tap (a number; float-typed columns send 5.0)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise TypeError(f"a tap on a {what} carries its index, got {value!r}")
+        return int(value)
 
 
 def _bad_values(stats: Any, unit: int) -> str:

@@ -123,7 +123,10 @@ class LayerHealth(Companion):
         self.scan = scan
         self.sources = health_sources(scan)
         super().__init__(
-            health_figure(self.sources, title), follow=follow, selectable=(DEAD, SATURATED, DENSITY), **kwargs
+            health_figure(self.sources, title),
+            follow=follow,
+            selectable=dict.fromkeys((DEAD, SATURATED, DENSITY), "layer"),  # a tap sends the layer's name
+            **kwargs,
         )
 
     @property
@@ -132,21 +135,17 @@ class LayerHealth(Companion):
 
     # -- selection -----------------------------------------------------------------------------
 
-    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
-        # Only a bar that became selected is a click on it; a tap on empty space clears the sources
-        # and changes nothing (the current layer stays highlighted).
-        clicked = [name for name in (DEAD, SATURATED, DENSITY) if new.get(name) and new[name] != old.get(name)]
+    def _on_tap(self, chosen: dict[str, list]) -> None:
+        # A tap carries the name of the layer whose bar (or box) it hit: opening it again is no change.
+        # A tap on empty space chose nothing and changes nothing (the current layer stays highlighted).
+        clicked = [name for name in (DEAD, SATURATED, DENSITY) if chosen.get(name)]
         if not clicked:
-            self._highlight(self.layer)
             return
         name = clicked[0]
-        try:
-            self.open_layer(
-                self.sources[name].data["layer"][new[name][0]], "saturated" if name == SATURATED else "dead"
-            )
-        except Exception:
-            self._highlight(self.layer)  # the plot shows the layer that is open, not the failed click
-            raise
+        layer = chosen[name][0]
+        if not isinstance(layer, str):
+            raise TypeError(f"a tap on a layer's bar carries the layer's name, got {layer!r}")
+        self.open_layer(layer, "saturated" if name == SATURATED else "dead")
 
     def open_layer(self, layer: str, units: str = "dead") -> None:
         """Make ``layer`` the layer (of the followed explorer too) with its ``units`` ("dead" or

@@ -30,6 +30,12 @@ class FakeFrontend:
         msg = {"content": {"data": {"method": "custom", "content": content}}, "buffers": buffers or []}
         self.widget._handle_msg(msg)
 
+    def tap(self, **chosen: list) -> None:
+        """What js/bokeh_host.ts sends for a tap in a BokehHost's plot: a "tap" request with, for each
+        source whose selection the tap changed, its key column's values at the tapped rows."""
+        self._requests = getattr(self, "_requests", 0) + 1
+        self.custom({"type": "request", "id": self._requests, "kind": "tap", "args": {"chosen": chosen}})
+
     def updates(self) -> list[dict]:
         """The state updates received, with their buffers put back where they were."""
         result = []

@@ -123,12 +123,16 @@ def test_tapping_a_top_example_opens_it_in_the_explorer(scan, explorer):
     explorer.selected_units = [12]
     value, example, _ = scan["relu3"].top_k(12)[2]
     row = int(np.flatnonzero(drawn(dist, TOP)["example"] == example)[0])
-    FakeFrontend(dist).set_state(selections={TOP: [row]})
+    FakeFrontend(dist).tap(**{BINS: [], TOP: [example]})  # the page sends the triangle's example
     assert explorer.current_index == example
     assert drawn(dist, CURRENT)["x"][0] == pytest.approx(value, rel=1e-5)  # the line sits on its triangle
     assert dist.selected(TOP) == [row] and not dist.error
-    FakeFrontend(dist).set_state(selections={TOP: [99]})  # an index the page should not have
-    assert dist.error.startswith("acting on the selection in the plot: IndexError")
+    shown = set(drawn(dist, TOP)["example"].tolist())
+    missing = next(i for i in range(1000) if i not in shown)
+    FakeFrontend(dist).tap(**{TOP: [missing]})  # an example the page does not show
+    assert dist.error == f"tap: ValueError: example {missing} is not a top example shown here"
+    FakeFrontend(dist).tap(**{TOP: ["seven"]})
+    assert "carries its index" in dist.error
     assert explorer.current_index == example
 
 
@@ -165,9 +169,32 @@ def test_bad_inputs_give_clear_errors_and_change_nothing(scan):
 def test_tapping_a_units_bars_makes_it_the_first_selected_unit(scan, explorer):
     explorer.selected_units = [5, 39, 7]
     dist = Distributions(scan, follow=explorer)
-    bar = next(i for i, unit in enumerate(dist.sources[BINS].data["unit"]) if unit == 39)
-    FakeFrontend(dist).set_state(selections={BINS: [bar], TOP: []})
+    FakeFrontend(dist).tap(**{BINS: [39], TOP: []})  # the page sends the bar's unit
     assert explorer.selected_units == dist.selected_units == [39, 5, 7]
     assert dist.selections[BINS] == [] and not dist.error
     assert dist.sources[BINS].data["colour"][0] == SERIES_COLOURS[0]  # unit 39 drawn first now
     assert dist.sources[BINS].data["unit"][0] == 39
+    FakeFrontend(dist).tap(**{BINS: [8]})  # not shown
+    assert dist.error.startswith("tap: ValueError: unit 8 is not shown here")
+    assert explorer.selected_units == [39, 5, 7]
+
+
+def test_a_replayed_tap_changes_nothing(scan, explorer):
+    """marimo applies each state write twice. A bar tap is a request carrying the unit (not the row,
+    which the first application reordered): applied twice, it leaves the unit first; a state write
+    replayed by the host is no tap."""
+    explorer.selected_units = [5, 39, 7]
+    dist = Distributions(scan, follow=explorer)
+    frontend = FakeFrontend(dist)
+    row_of_39 = int(np.flatnonzero(drawn(dist, BINS)["unit"] == 39)[0])
+    for _ in range(2):
+        frontend.tap(**{BINS: [39.0], TOP: []})  # a float-typed column sends 39.0
+        assert explorer.selected_units == [39, 5, 7]
+    frontend.set_state(selections={BINS: [row_of_39], TOP: []})  # the old kind of tap, replayed: ignored
+    frontend.set_state(selections={BINS: [row_of_39], TOP: []})
+    assert explorer.selected_units == [39, 5, 7] and dist.selections[BINS] == []
+    example = int(drawn(dist, TOP)["example"][0])
+    for _ in range(2):
+        frontend.tap(**{TOP: [example]})
+        assert explorer.current_index == example
+    assert not dist.error

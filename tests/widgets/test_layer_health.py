@@ -1,4 +1,4 @@
-"""LayerHealth: the plot's numbers come from the scan; a front-end selection picks a layer."""
+"""LayerHealth: the plot's numbers come from the scan; a tap in the page picks a layer by its name."""
 
 from __future__ import annotations
 
@@ -76,14 +76,14 @@ def test_saturated_units_of_a_sigmoid_layer():
     assert health.table["saturated_count"] == [3] and health.table["saturation_tracked"] == [True]
     assert health.table["saturated_text"] == ["3 (50.0%)"]
     frontend = FakeFrontend(health)
-    frontend.set_state(selections={DEAD: [], SATURATED: [0], DENSITY: []})
+    frontend.tap(**{DEAD: [], SATURATED: ["1"]})
     assert health.selected_units == [0, 1, 5] == scan["1"].saturated().tolist()
 
 
 def test_front_end_click_sets_layer_and_dead_units(hot_scan):
     health = LayerHealth(hot_scan)
     frontend = FakeFrontend(health)
-    frontend.set_state(selections={DEAD: [1], SATURATED: [], DENSITY: []})
+    frontend.tap(**{DEAD: ["relu2"], SATURATED: []})
     assert health.layer == "relu2"
     assert health.selected_units == hot_scan["relu2"].dead().tolist()
     assert health.selected_units
@@ -96,7 +96,7 @@ def test_click_opens_the_layer_in_the_followed_explorer(hot_scan):
     explorer = nw.explore(data.model, data.test_images[:3], layer="relu1", scan=hot_scan)
     health = LayerHealth(hot_scan, follow=explorer)
     assert health.layer == "relu1" and health.selections[DEAD] == [0]
-    FakeFrontend(health).set_state(selections={DEAD: [], SATURATED: [], DENSITY: [1]})
+    FakeFrontend(health).tap(**{DENSITY: ["relu2"]})
     assert explorer.layer == "relu2"
     assert explorer.values.shape[2] == 16  # the grid shows relu2 now
     assert explorer.selected_units == hot_scan["relu2"].dead().tolist()
@@ -177,18 +177,17 @@ def test_a_tap_on_empty_space_keeps_the_explorers_selection(hot_scan):
     health = LayerHealth(hot_scan, follow=explorer)
     assert health.selections == {DEAD: [2], SATURATED: [2], DENSITY: [2]}
     frontend = FakeFrontend(health)
-    frontend.set_state(selections={DEAD: [], SATURATED: [], DENSITY: [2]})  # a blank tap in the bars' figure
-    frontend.set_state(selections={DEAD: [], SATURATED: [], DENSITY: []})  # and in the density figure
+    frontend.tap(**{DEAD: [], SATURATED: []})  # a blank tap in the bars' figure
+    frontend.tap(**{DENSITY: []})  # and in the density figure
     assert explorer.selected_units == [5, 6] and explorer.layer == "relu3"
-    assert health.selections == {DEAD: [2], SATURATED: [2], DENSITY: [2]}  # still highlighted
-    assert frontend.last("selections") == health.selections
+    assert health.selections == {DEAD: [2], SATURATED: [2], DENSITY: [2]} and not health.error  # still highlighted
 
 
 def test_a_click_that_fails_is_shown_and_changes_nothing(hot_scan):
     other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
     explorer = nw.explore(other, digits().test_images[:2], layer="2")
     health = LayerHealth(hot_scan, follow=explorer)  # a scan of another model: its layers are not here
-    FakeFrontend(health).set_state(selections={DEAD: [1], SATURATED: [], DENSITY: []})
+    FakeFrontend(health).tap(**{DEAD: ["relu2"], SATURATED: []})
     assert "'relu2'" in health.error and "LayerError" in health.error
     assert explorer.layer == health.layer == "2" and not explorer.error
     assert health.selections == {DEAD: [], SATURATED: [], DENSITY: []}
@@ -209,6 +208,33 @@ def test_the_pages_copy_of_the_patches_never_replaces_the_kernels(hot_scan):
     health.update(source, data={**health.table, "dead": np.array([0.5, 0.25, 0.0])})
     page = frontend.patches()  # what the page merged so far
     health.update(health.figure.children[0].title, text="newer")  # still on its way to the page
-    frontend.set_state(patches=page, selections={DEAD: [], SATURATED: [], DENSITY: [1]})  # a tap uploads it
+    frontend.set_state(patches=page, error="")  # the page's next change uploads it
     assert set(health.patches) == {source.id, health.figure.children[0].title.id}
-    assert health.layer == "relu2"  # the tap itself was handled
+
+
+def test_a_replayed_tap_changes_nothing(hot_scan):
+    """marimo applies each state write of the page twice; a tap is a request carrying the layer's name,
+    so a tap sent twice opens the same layer twice, and a state write replayed by the host is no tap."""
+    data = digits(lr=0.05)
+    explorer = nw.explore(data.model, data.test_images[:2], layer="relu1", scan=hot_scan)
+    health = LayerHealth(hot_scan, follow=explorer)
+    frontend = FakeFrontend(health)
+    for _ in range(2):  # as marimo would deliver it
+        frontend.tap(**{DEAD: ["relu2"], SATURATED: []})
+        assert explorer.layer == health.layer == "relu2"
+        assert explorer.selected_units == hot_scan["relu2"].dead().tolist()
+    # What the page held before the tap (relu1's bar selected), written back as state, twice: ignored.
+    for _ in range(2):
+        frontend.set_state(selections={DEAD: [0], SATURATED: [0], DENSITY: [0]})
+        assert explorer.layer == health.layer == "relu2" and health.selections[DEAD] == [1]
+    assert not health.error
+
+
+def test_a_tap_that_is_not_a_layer_name_is_refused(hot_scan):
+    health = LayerHealth(hot_scan)
+    before = (health.layer, list(health.selected_units))
+    FakeFrontend(health).tap(**{DEAD: [1]})  # a row index, not what was chosen
+    assert "layer's name" in health.error
+    FakeFrontend(health).tap(nowhere=["relu1"])
+    assert "no selectable source named ['nowhere']" in health.error
+    assert (health.layer, list(health.selected_units)) == before
