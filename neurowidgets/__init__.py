@@ -24,6 +24,7 @@ from .core import (
     top_logits,
 )
 from .core.attribution import attribute
+from .core.visualize import visualize
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,7 @@ __all__ = [
     "scan",
     "steer",
     "top_logits",
+    "visualize",
 ]
 
 
