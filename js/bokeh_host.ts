@@ -7,7 +7,7 @@
 // hosts apply each state write twice (marimo), and a tap must not be applied twice.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
+import { decodeBytes, decodeFloat, decodeInt, isWireArray } from "./lib/codec";
 import { Requests } from "./lib/requests";
 import { element } from "./lib/ui";
 
@@ -69,29 +69,15 @@ async function loadBokeh(model: AnyModel<BokehState>): Promise<BokehGlobal> {
   return win[LOADING_KEY];
 }
 
-function isWireArray(value: unknown): value is WireArray {
-  return typeof value === "object" && value !== null && (value as WireArray).data instanceof DataView;
-}
-
 /** Wire arrays back to typed arrays (BokehJS takes them as columns), everything else as it is. */
 function unpack(value: unknown): unknown {
   if (isWireArray(value)) {
     if (value.dtype === "uint8") return decodeBytes(value).values.slice();
-    if (value.dtype === "int32") {
-      const size = value.shape.reduce((a, b) => a * b, 1);
-      const bytes = new Uint8Array(value.data.buffer, value.data.byteOffset, size * 4).slice();
-      return new Int32Array(bytes.buffer);
-    }
+    if (value.dtype === "int32") return decodeInt(value).values;
     return decodeFloat(value).values;
   }
   if (Array.isArray(value) || typeof value !== "object" || value === null) return value;
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unpack(v)]));
-}
-
-function asDataView(buffer: DataView | ArrayBuffer | ArrayBufferView): DataView {
-  if (buffer instanceof DataView) return buffer;
-  if (buffer instanceof ArrayBuffer) return new DataView(buffer);
-  return new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
 /** Put a binary buffer back where the kernel took it out (ipywidgets' buffer paths). */
@@ -117,11 +103,12 @@ function sameIndices(a: number[], b: number[] | undefined): boolean {
  * change, drawn or not), which every view then sets on its drawn models. The kernel ignores this copy
  * when the next change of the page carries it along. */
 export function initializeBokeh({ model }: { model: AnyModel<BokehState> }): () => void {
-  const onMessage = (message: unknown, buffers: (DataView | ArrayBuffer | ArrayBufferView)[]) => {
+  const onMessage = (message: unknown, buffers: unknown[]) => {
     const msg = message as { type?: string; patches?: Patches; buffer_paths?: (string | number)[][] };
     if (msg?.type !== "patch" || !msg.patches) return;
     const delta = msg.patches as Record<string, unknown>;
-    (msg.buffer_paths ?? []).forEach((path, i) => putAt(delta, path, asDataView(buffers[i])));
+    // As they came: the codec reads whichever form the manager gave them in (see codec.ts).
+    (msg.buffer_paths ?? []).forEach((path, i) => putAt(delta, path, buffers[i]));
     const merged: Patches = { ...model.get("patches") };
     for (const [id, entry] of Object.entries(msg.patches)) merged[id] = { ...(merged[id] ?? {}), ...entry };
     model.set("patches", merged);
