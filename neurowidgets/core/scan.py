@@ -202,6 +202,7 @@ def scan(
         units × (k + 4 × samples) × positions × 2 bytes a layer, whatever the size of the data:
         38 MB for a GPT-2-small MLP layer (3,072 units, 128 tokens, k=32, samples=4), 19 MB for a
         MiniLM one (1,536 units). ``False`` keeps none (cards then run the model on their examples).
+        A scan whose rows pass 1 GiB after its first batch warns (e.g. many layers of long texts).
 
     k larger than the data
         Allowed: every unit's ``top_k`` then lists all examples (with a finite value), and a
