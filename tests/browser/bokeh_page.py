@@ -66,3 +66,10 @@ def canvas_ink(host, plot: int = 0) -> dict:
 def source(host, name: str) -> dict | None:
     """``{"indices": [...], "data": {column: [...]}}`` of the named source as BokehJS holds it."""
     return host.evaluate(_SOURCE, name)
+
+
+def wait_for_source(host, name: str, predicate: str) -> None:
+    """Wait until the named source, as BokehJS holds it, satisfies ``predicate`` (a JS function of
+    ``{indices, data}``): plots that follow the kernel update after it answers, in the background."""
+    check = f"([host, name]) => {{ const s = ({_SOURCE})(host, name); return !!s && ({predicate})(s); }}"
+    host.page.wait_for_function(check, arg=[host.element_handle(), name])

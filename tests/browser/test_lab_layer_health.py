@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from bokeh_page import canvas_ink, data_point, source
+from bokeh_page import canvas_ink, data_point, source, wait_for_source
 from conftest import wait_until_still
 
 CELLS = [
@@ -72,10 +72,7 @@ def test_layer_health_renders_offline_and_opens_a_layer_in_the_explorer(lab):
     host.evaluate(mark)  # a re-embedded plot would lose this mark: selections must update in place
     page.locator(".nw-explorer select.nw-select").first.select_option("relu3")  # the grid's Layer control
     lab.poll("health.layer", "'relu3'")
-    for _ in range(50):  # the plot's selection follows through the kernel
-        if source(host, "nw-health-dead")["indices"] == [2]:
-            break
-        page.wait_for_timeout(100)
+    wait_for_source(host, "nw-health-dead", "s => s.indices.length === 1 && s.indices[0] === 2")  # via the kernel
     assert source(host, "nw-health-density")["indices"] == [2]
     assert host.locator(".nw-bokeh-plot > [data-mark='first embed']").count() == 1
     lab.poll("healthy.layer", "''")  # the other plot is untouched

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from bokeh_page import canvas_ink, source
+from bokeh_page import canvas_ink, source, wait_for_source
 from grid_page import click_unit, pixel
 
 SAVED = "quickstart_saved.ipynb"
@@ -62,6 +62,14 @@ def test_saved_notebook_restores_widgets_without_kernel(lab_saving_widgets):
     click_unit(page, explorer.locator("canvas.nw-grid-canvas"), 9)
     lab.poll("explorer.selected_units", "[9]")
     explorer.locator(".nw-examples-title", has_text="Unit 9 of relu2").wait_for()
+    # The companions follow the explorer in the background: save once their plots are drawn and the
+    # histogram shows unit 9, or the saved state holds what they showed before.
+    page.locator(".nw-bokeh-plot[data-ready='1']").nth(1).wait_for()
+    wait_for_source(
+        page.locator(".nw-bokeh-plot").nth(0),
+        "nw-dist-bins",
+        "s => s.data.unit.length > 0 && s.data.unit.every(u => u === 9)",
+    )
 
     # Save from the File menu; the widget state lands in the notebook's metadata.
     before = (server.root / SAVED).stat().st_mtime_ns
