@@ -88,11 +88,13 @@ class CoActivation(Companion):
         self._clicked: tuple[int, int] | None = None
         self._ready = False
         self.sources = {
-            MATRIX: ColumnDataSource({"x": [], "y": [], "a": [], "b": [], "r": [], "r_text": []}, name=MATRIX),
+            MATRIX: ColumnDataSource(
+                {"x": [], "y": [], "a": [], "b": [], "cell": [], "r": [], "r_text": []}, name=MATRIX
+            ),
             PAIR: ColumnDataSource({"x": [], "y": []}, name=PAIR),
             SCATTER: ColumnDataSource({"x": [], "y": [], "example": []}, name=SCATTER),
         }
-        super().__init__(self._figure(), follow=view, selectable=(MATRIX, SCATTER), **kwargs)
+        super().__init__(self._figure(), follow=view, selectable={MATRIX: "cell", SCATTER: "example"}, **kwargs)
         self._ready = True
         self._refresh(new_matrix=True)
 
@@ -270,6 +272,7 @@ class CoActivation(Companion):
         data = {
             "x": [a for a in labels for _ in labels], "y": labels * k,
             "a": np.repeat(self.matrix_units, k), "b": np.tile(self.matrix_units, k), "r": r,
+            "cell": [f"{a} {b}" for a in self.matrix_units for b in self.matrix_units],  # what a tap sends
             "r_text": [
                 undefined_because(acts[:, [a, b]]) if np.isnan(v) else f"{v:.3f}"
                 for a, b, v in zip(np.repeat(self.matrix_units, k), np.tile(self.matrix_units, k), r, strict=True)
@@ -327,19 +330,34 @@ class CoActivation(Companion):
             with self.reporting_errors("correlating the selected units"):
                 self._refresh()
 
-    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
-        cell, point = new.get(MATRIX) or [], new.get(SCATTER) or []
-        if cell:
-            self.select(MATRIX, [], quiet=True)  # the pair's outline shows the choice; a second click counts
-            data = self.sources[MATRIX].data
-            self._clicked = (int(data["a"][cell[0]]), int(data["b"][cell[0]]))
+    def _on_tap(self, chosen: dict[str, list]) -> None:
+        """A cell selects its two units (one on the diagonal); a point opens its example. The same tap
+        again changes nothing more."""
+        cells, points = chosen.get(MATRIX) or [], chosen.get(SCATTER) or []
+        if cells:
+            a, b = _cell(cells[0])
+            if a not in self.matrix_units or b not in self.matrix_units:
+                raise ValueError(f"cell {cells[0]!r} is not in the matrix of units {self.matrix_units}")
+            self._clicked = (a, b)
             before = self.selected_units
             self.selected_units = list(dict.fromkeys(self._clicked))  # a diagonal cell: one unit
             if self.selected_units == before:  # the same units: no trait change, maybe another cell
                 self._refresh()
-        elif point and point != old.get(SCATTER):
-            example = int(self.sources[SCATTER].data["example"][point[0]])
+        elif points:
+            example = points[0]
+            if isinstance(example, bool) or not isinstance(example, (int, float)) or example != int(example):
+                raise TypeError(f"a tap on a point carries its example's index, got {example!r}")
+            if int(example) not in np.asarray(self.sources[SCATTER].data["example"]).tolist():
+                raise ValueError(f"example {int(example)} is not a point of the scatter")
             if self.sample_indices is None:
-                self.view.example = example
-            else:
-                self.view.show_example(example)
+                self.view.example = int(example)
+            elif getattr(self.view, "current_index", None) != int(example):
+                self.view.show_example(int(example))
+
+
+def _cell(value: Any) -> tuple[int, int]:
+    """The two units of a matrix cell as a tap sends them ("a b")."""
+    parts = str(value).split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"a tap on the matrix carries its cell as 'unit unit', got {value!r}")
+    return int(parts[0]), int(parts[1])

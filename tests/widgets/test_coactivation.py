@@ -70,22 +70,17 @@ def test_clicking_a_cell_selects_both_units_and_keeps_the_matrix(explorer):
     frontend = FakeFrontend(co)
     item, units = co.item, co.matrix_units
     assert len(units) == 12
-    cells = co.sources[MATRIX].data
-    cell = next(
-        i for i, (a, b) in enumerate(zip(cells["a"], cells["b"], strict=True)) if a == units[7] and b == units[2]
-    )
-    frontend.set_state(selections={MATRIX: [cell], SCATTER: []})
+    assert f"{units[7]} {units[2]}" in co.sources[MATRIX].data["cell"]
+    frontend.tap(**{MATRIX: [f"{units[7]} {units[2]}"]})
+    frontend.tap(**{MATRIX: [f"{units[7]} {units[2]}"]})  # replayed (marimo applies writes twice): no change
     assert explorer.selected_units == [units[7], units[2]] == co.selected_units
     assert co.matrix_units == units  # not collapsed to 2×2
     assert co.pair == (units[7], units[2])
     assert co.sources[SCATTER].data["x"] == pytest.approx(co.activations()[:, units[7]])
-    assert frontend.last("selections")[MATRIX] == []  # cleared: the outline marks the pair
+    assert not co.selections.get(MATRIX)  # the page shows the kernel's selections again: the outline marks the pair
     assert set(co.sources[PAIR].data["x"]) == {str(units[7]), str(units[2])}
     # The mirrored cell: the same units, the other way round.
-    mirror = next(
-        i for i, (a, b) in enumerate(zip(cells["a"], cells["b"], strict=True)) if a == units[2] and b == units[7]
-    )
-    frontend.set_state(selections={MATRIX: [mirror], SCATTER: []})
+    frontend.tap(**{MATRIX: [f"{units[2]} {units[7]}"]})
     assert co.pair == (units[2], units[7]) and co.matrix_units == units
     # A selection in the explorer outside the matrix: the matrix becomes the selected units.
     outside = next(u for u in range(64) if u not in units)
@@ -142,7 +137,8 @@ def test_tapping_a_point_shows_that_example(explorer):
     frontend = FakeFrontend(co)
     row = 17
     example = int(co.sample_indices[row])
-    frontend.set_state(selections={MATRIX: [], SCATTER: [row]})
+    frontend.tap(**{SCATTER: [example]})
+    frontend.tap(**{SCATTER: [example]})  # replayed: the same example, no second forward pass needed
     assert explorer.current_index == example
     assert explorer.values[0].max(axis=0) == pytest.approx(by_hand(explorer, "relu3", [example])[0], abs=1e-5)
     assert co.selected(SCATTER) == [row]  # the current example stays marked
@@ -157,7 +153,7 @@ def test_without_data_the_sample_is_the_explorers_batch(data):
     co = CoActivation(explorer)
     assert co.sample_indices is None
     assert co.activations() == pytest.approx(explorer.values.max(axis=1), abs=1e-5)
-    FakeFrontend(co).set_state(selections={MATRIX: [], SCATTER: [6]})
+    FakeFrontend(co).tap(**{SCATTER: [6]})
     assert explorer.example == 6
     explorer.set_input(data.test_images[20:50])
     assert co.activations().shape == (30, 64)
@@ -199,14 +195,21 @@ def test_bad_inputs_give_clear_errors(explorer):
     assert co.matrix_units != units
 
 
-def test_a_stale_index_from_the_page_is_reported_and_changes_nothing(explorer):
+def test_a_stale_tap_from_the_page_is_reported_and_changes_nothing(explorer):
     co = CoActivation(explorer, sample=30)
+    co.wait()
     selected, pair = explorer.selected_units, co.pair
-    FakeFrontend(co).set_state(selections={MATRIX: [500], SCATTER: []})
-    assert co.error.startswith("acting on the selection in the plot: IndexError")
+    page = FakeFrontend(co)
+    page.tap(**{MATRIX: ["500 501"]})
+    assert co.error.startswith("tap: ValueError: cell '500 501' is not in the matrix")
     assert (explorer.selected_units, co.pair) == (selected, pair)
-    FakeFrontend(co).set_state(selections={MATRIX: [], SCATTER: [30]})
-    assert co.error.startswith("acting on the selection in the plot: IndexError") and explorer.current_index == -1
+    page.tap(**{SCATTER: [100000]})
+    assert co.error.startswith("tap: ValueError: example 100000 is not a point") and explorer.current_index == -1
+    page.tap(**{MATRIX: ["<b>x</b>"]})
+    assert "carries its cell as 'unit unit'" in co.error
+    # a page's own selections write (a host replaying state) is not an action
+    page.set_state(selections={MATRIX: [0], SCATTER: []})
+    assert (explorer.selected_units, co.pair) == (selected, pair)
 
 
 def test_units_with_nan_or_inf_values_are_named_as_such():
