@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,11 +44,13 @@ class _Reached(BaseException):
 
 
 @contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients (only the input's are wanted; ``autograd.grad`` then never
-    touches a parameter's ``.grad``) inside the block; every mode and flag as it was afterwards."""
+def frozen(model: nn.Module, parameters: bool = True) -> Iterator[None]:
+    """Eval mode and (``parameters``) no parameter gradients (only the input's are wanted;
+    ``autograd.grad`` then never touches a parameter's ``.grad``) inside the block; every mode and flag
+    as it was afterwards. Work without gradients leaves the flags alone: a background twin of the model
+    shares its parameters with the foreground's."""
     modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    flags = [(p, p.requires_grad) for p in model.parameters()] if parameters else []
     try:
         model.eval()
         for parameter, _ in flags:
@@ -332,12 +334,11 @@ def _occlusion(
     stride: int | Sequence[int] = 1,
     fill: float = 0.0,
     batch_size: int = 256,
-    progress: Callable[[int, int], Any] | None = None,
-) -> torch.Tensor:
+) -> Generator[tuple[int, int], None, torch.Tensor]:
     """The target's drop when a patch is set to ``fill``, averaged over the patches covering each element.
     A patch at every ``stride`` (and one flush with the far edge, so that every element is covered);
-    ``batch_size`` occluded copies per forward pass; ``progress(done, total)`` after each pass (raise
-    from it to cancel). Returns (batch, *window grid)."""
+    ``batch_size`` occluded copies per forward pass, after each of which it yields (patches done, total).
+    Returns (batch, *window grid)."""
     x = source.x
     dims = _window_dims(source)
     grid = tuple(x.shape[d] for d in dims)
@@ -368,9 +369,35 @@ def _occlusion(
             drops = reference - source.evaluate(z).reshape(len(masks), x.shape[0])
             total += torch.einsum("pb,p...->b...", drops, masks)
             count += masks.sum(0)
-            if progress is not None:
-                progress(min(done + chunk, len(patches)), len(patches))
+            yield min(done + chunk, len(patches)), len(patches)
     return total / count
+
+
+def _spread(source: _Source, grid: torch.Tensor) -> torch.Tensor:
+    """An occlusion map over the window grid, shaped like the attributions (like the input's tensor,
+    the same value over its channels; per token for embeddings)."""
+    if source.embedding is not None:
+        return grid
+    x, dims = source.x, _window_dims(source)
+    view = [x.shape[0]] + [x.shape[d] if d in dims else 1 for d in range(1, x.ndim)]
+    return grid.reshape(view).expand_as(x).clone()
+
+
+def occlusion_sweep(
+    probe: Probe, inputs: Any, layer: str | None, unit: int, position: Position = None, **options: Any
+) -> Generator[tuple[int, int], None, torch.Tensor]:
+    """``attribute(..., method="occlusion")`` one forward pass at a time: yields (patches done, total)
+    after each batch of patches and returns the map. Closing the generator early (a cancel) leaves the
+    model as it was; the parameters' grad flags are never touched."""
+    accepted = _OPTIONS["occlusion"] - {"progress"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"occlusion takes no option {', '.join(unknown)}; its options: {', '.join(sorted(accepted))}")
+    objective = Objective(probe, layer, unit, position)
+    with frozen(probe.model, parameters=False):
+        source = _Source(objective, inputs)
+        grid = yield from _occlusion(source, **options)
+    return _spread(source, grid)
 
 
 def attribute(
@@ -411,17 +438,23 @@ def attribute(
         raise TypeError(f"method {method!r} takes no option {', '.join(unknown)}; its options: {accepted}")
     if return_delta and method != "integrated_gradients":
         raise ValueError("return_delta (the completeness error) exists for method='integrated_gradients' only")
+    if method == "occlusion":
+        progress = options.pop("progress", None)
+        sweep = occlusion_sweep(probe, inputs, layer, unit, position, **options)
+        try:
+            while True:
+                try:
+                    done = next(sweep)
+                except StopIteration as finished:
+                    return finished.value
+                if progress is not None:
+                    progress(*done)  # raising cancels: closing the sweep restores the model
+        finally:
+            sweep.close()
     objective = Objective(probe, layer, unit, position)
     with frozen(probe.model):
         source = _Source(objective, inputs)
         x = source.x
-        if method == "occlusion":
-            grid = _occlusion(source, **options)
-            if source.embedding is not None:
-                return grid
-            dims = _window_dims(source)
-            view = [x.shape[0]] + [x.shape[d] if d in dims else 1 for d in range(1, x.ndim)]
-            return grid.reshape(view).expand_as(x).clone()
         if method == "integrated_gradients":
             result, base = _integrated_gradients(source, **options)
         else:

@@ -8,7 +8,7 @@ from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
 from torch import nn
 
 import neurowidgets as nw
-from neurowidgets.core.attribution import METHODS, attribute
+from neurowidgets.core.attribution import METHODS, attribute, occlusion_sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
@@ -160,6 +160,39 @@ def test_occlusion_covers_the_far_edge_and_reports_progress(digits):
                        progress=lambda done, total: seen.append((done, total)))  # fmt: skip
     assert seen == [(4, 9), (8, 9), (9, 9)]  # patches at 0, 3, 5 on each axis
     assert values.shape == x.shape and torch.isfinite(values).all()
+
+
+def test_occlusion_sweep_one_pass_at_a_time_and_a_cancel_leaves_the_model_as_it_was(digits):
+    model, x = digits.model, digits.test_images[:2]
+    probe = nw.Probe(model)
+    sweep = occlusion_sweep(probe, x, "relu2", 1, batch_size=20)
+    steps = []
+    while True:
+        try:
+            steps.append(next(sweep))
+        except StopIteration as finished:
+            result = finished.value
+            break
+    assert steps == [(20, 49), (40, 49), (49, 49)]
+    torch.testing.assert_close(result, attribute(probe, x, "relu2", 1, "occlusion"))
+
+    model.train()
+    before = state_of(model)
+    try:
+        sweep = occlusion_sweep(probe, x, "relu2", 1, batch_size=20)
+        next(sweep)
+        assert not any(m.training for m in model.modules())  # eval while it runs
+        sweep.close()
+        assert state_of(model) == before
+
+        def cancel(done, total):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            attribute(probe, x, "relu2", 1, "occlusion", batch_size=20, progress=cancel)
+        assert state_of(model) == before
+    finally:
+        model.eval()
 
 
 def test_module_input_layer_equals_the_output_it_is(digits):
