@@ -171,6 +171,8 @@ def scan(
     cache: bool = True,
     data_key: str | None = None,
     keep_activations: bool = True,
+    client: Any = None,
+    shards: int | Iterable[tuple[int, int]] | None = None,
 ) -> ScanResult:
     """Scan ``data`` through the model once and return per-unit statistics of ``layers``.
 
@@ -220,7 +222,25 @@ def scan(
         and iterators are scanned every time, unless ``data_key=`` names the data (a string you
         change whenever the data changes). An ``inputs=`` function that closes over variables also
         disables the cache.
+
+    On a Dask cluster (``client=``, ``shards=``)
+        ``scan(model, data, layers, client=dask_client, shards=N)`` scans N shards of the data on the
+        cluster's workers and merges them into this function's result (see
+        :mod:`neurowidgets.core.distributed`): ``model`` may also be a function that builds the model
+        on each worker; ``shards`` a list of ``(start, stop)`` ranges; ``data`` a list of per-shard
+        loader functions. A sharded scan is not cached.
     """
+    if client is not None or shards is not None:
+        if client is None:
+            raise TypeError("shards= needs client=, the Dask client whose workers scan the shards")
+        from .distributed import scan_sharded
+
+        return scan_sharded(
+            probe, data, layers, client=client, shards=shards, k=k, batch_size=batch_size, threshold=threshold,
+            samples=samples, bounds=bounds, tolerance=tolerance, tokenizer=tokenizer, max_length=max_length,
+            adapter=adapter, inputs=inputs, start_index=start_index, progress=progress, cache=cache,
+            data_key=data_key, keep_activations=keep_activations,
+        )  # fmt: skip
     if not isinstance(probe, Probe):
         if not isinstance(probe, torch.nn.Module):
             raise TypeError(f"scan needs a Probe or a torch.nn.Module, got {type(probe).__name__}")
