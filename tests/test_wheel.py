@@ -141,3 +141,14 @@ def test_wheel_alone_runs_the_quickstart_in_a_fresh_venv(tmp_path, monkeypatch):
     except CellExecutionError as error:
         evalue = (error.evalue or "").strip().splitlines()
         raise AssertionError(f"quickstart in the fresh venv: a cell raised {error.ename}: {evalue[:1]}") from error
+
+
+def test_the_environment_has_anywidgets_front_end_for_vs_code():
+    """VS Code's Jupyter extension loads a widget's front-end from the kernel environment's
+    share/jupyter/nbextensions, else from a CDN: installing the wheel's dependency anywidget puts it
+    there (the README's "Where it works" names these files)."""
+    files = {str(f) for f in metadata.files("anywidget") or []}
+    for name in ("extension.js", "index.js"):
+        installed = f"../../../share/jupyter/nbextensions/anywidget/{name}"
+        assert installed in files, sorted(f for f in files if "share" in f)
+        assert (pathlib.Path(sys.prefix) / "share" / "jupyter" / "nbextensions" / "anywidget" / name).is_file()
