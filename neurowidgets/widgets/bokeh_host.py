@@ -159,11 +159,8 @@ class BokehHost(NeuroWidget):
     def set_state(self, sync_data: dict) -> None:
         # The page merges the patch messages into its copy of ``patches`` (for a saved notebook), and
         # uploads that copy with its next change; the kernel's own is the truth: ignore it. Taps arrive
-        # as requests: a ``selections`` written by the page (a replayed or restored state) is ignored
-        # too, except by hosts that still react to it in _on_select (CoActivation, until it overrides
-        # _on_tap).
-        ignored = {"patches"} if self._reacts_to_page_selections() else {"patches", "selections"}
-        sync_data = {name: value for name, value in sync_data.items() if name not in ignored}
+        # as requests: a ``selections`` written by the page (a replayed or restored state) is ignored too.
+        sync_data = {name: value for name, value in sync_data.items() if name not in ("patches", "selections")}
         if sync_data:
             super().set_state(sync_data)
 
@@ -173,36 +170,17 @@ class BokehHost(NeuroWidget):
             return False
         return super()._should_send_property(key, value)
 
-    def select(self, source: str, indices: list[int], quiet: bool = False) -> None:
-        """Select ``indices`` of the selectable source named ``source`` (in the page too).
+    def select(self, source: str, indices: list[int], quiet: bool = True) -> None:
+        """Show ``indices`` of the selectable source named ``source`` selected in the page.
 
-        ``quiet``: a view showing its own state (a highlight), not a choice to react to: :meth:`_on_select`
-        is not called."""
+        ``quiet`` is ignored: a selection set here was never an action (taps are, see :meth:`_tap`);
+        kept while coactivation.py still passes it."""
         if source not in self._selectable:
             raise KeyError(f"{source!r} is not a selectable source here; selectable: {list(self._selectable)}")
-        self._quiet_selection = quiet
-        try:
-            self.selections = {**self.selections, source: [int(i) for i in indices]}
-        finally:
-            self._quiet_selection = False
+        self.selections = {**self.selections, source: [int(i) for i in indices]}
 
     def selected(self, source: str) -> list[int]:
         return list(self.selections.get(source, []))
-
-    _quiet_selection = False
-
-    @traitlets.observe("selections")
-    def _selections_changed(self, change: dict) -> None:
-        if not self._quiet_selection:
-            with self.reporting_errors("acting on the selection in the plot"):
-                self._on_select(change["old"] or {}, change["new"])
-
-    def _on_select(self, old: dict[str, list[int]], new: dict[str, list[int]]) -> None:
-        """Subclasses that have not moved to :meth:`_on_tap`: the selection changed (by the default
-        :meth:`_on_tap`); ``old``/``new`` map source names to indices."""
-
-    def _reacts_to_page_selections(self) -> bool:
-        return type(self)._on_select is not BokehHost._on_select
 
     @handles("tap")
     def _tap(self, chosen: dict[str, list]) -> None:
@@ -217,13 +195,9 @@ class BokehHost(NeuroWidget):
         self._on_tap(chosen)
 
     def _on_tap(self, chosen: dict[str, list]) -> None:
-        """Subclasses: act on what the user tapped (see :meth:`_tap`); acting twice on the same tap must
-        change nothing more. The default, for sources keyed by row index, makes the tapped rows their
-        sources' selection, which calls :meth:`_on_select`."""
-        keyed = sorted(name for name in chosen if self._tap_keys.get(name))
-        if keyed:
-            raise TypeError(f"{type(self).__name__} has key columns for {keyed} but does not override _on_tap")
-        self.selections = {**self.selections, **{name: [int(i) for i in rows] for name, rows in chosen.items()}}
+        """Subclasses with selectable sources: act on what the user tapped (see :meth:`_tap`); acting
+        twice on the same tap must change nothing more."""
+        raise NotImplementedError(f"{type(self).__name__} has selectable sources but does not act on taps")
 
     @traitlets.validate("selections")
     def _valid_selections(self, proposal: dict) -> dict:

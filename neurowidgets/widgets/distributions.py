@@ -212,7 +212,7 @@ class Distributions(Companion):
         units = self._shown_units()
         bins, top, notes = histogram_columns(self.scan[self.layer] if units else None, units)
         with self.hold_sync():
-            self.select(TOP, [], quiet=True)  # the old indices would point at other markers
+            self.select(TOP, [])  # the old indices would point at other markers
             self.update(self.sources[BINS], data=bins)
             self.update(self.sources[TOP], data=top)
             self.update(self.figure.title, text=self._title(units, notes))

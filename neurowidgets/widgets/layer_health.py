@@ -180,4 +180,4 @@ class LayerHealth(Companion):
         wanted = {name: index for name in (DEAD, SATURATED, DENSITY)}
         for name, indices in wanted.items():
             if self.selections.get(name) != indices:
-                self.select(name, indices, quiet=True)
+                self.select(name, indices)
