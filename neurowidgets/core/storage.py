@@ -25,7 +25,12 @@ FORMAT_VERSION = 1
 
 
 def write_archive(path: str | os.PathLike, meta: dict, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write ``arrays`` and the JSON ``meta`` to ``path`` (atomically: a reader never sees half a file)."""
+    """Write ``arrays`` and the JSON ``meta`` to ``path`` (atomically: a reader never sees half a file).
+
+    An ``.npz`` as ``np.savez_compressed`` writes it, except that float16 arrays (kept activation rows:
+    nearly incompressible) are stored, not deflated: deflating them tripled the time to save a scan
+    for a tenth less space.
+    """
     path = Path(path)
     if "meta" in arrays:
         raise ValueError("'meta' is reserved for the metadata entry")
@@ -33,8 +38,13 @@ def write_archive(path: str | os.PathLike, meta: dict, arrays: Mapping[str, np.n
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(partial, "wb") as file:
-            np.savez_compressed(file, meta=np.frombuffer(payload, dtype=np.uint8), **arrays)
+        with zipfile.ZipFile(partial, "w") as archive:
+            for name, array in {"meta": np.frombuffer(payload, dtype=np.uint8), **arrays}.items():
+                array = np.asanyarray(array)
+                entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                entry.compress_type = zipfile.ZIP_STORED if array.dtype == np.float16 else zipfile.ZIP_DEFLATED
+                with archive.open(entry, "w", force_zip64=True) as file:
+                    np.lib.format.write_array(file, array, allow_pickle=False)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import signal
 import warnings
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
@@ -84,6 +85,9 @@ def test_save_and_load_round_trip_exactly(digits, tmp_path):
         assert loaded[layer].state()[0] == result[layer].state()[0]
     with np.load(path, allow_pickle=False) as archive:  # plain arrays: no pickle needed
         assert "meta" in archive.files
+    with zipfile.ZipFile(path) as archive:  # kept rows (float16) stored as they are, the rest deflated
+        kinds = {info.filename.split(".")[-2]: info.compress_type for info in archive.infolist()}
+    assert kinds["kept_rows"] == zipfile.ZIP_STORED and kinds["hist"] == zipfile.ZIP_DEFLATED
     (tmp_path / "other.npz").write_bytes(b"not a scan")
     with pytest.raises(ValueError, match="not a saved scan"):
         nw.load_scan(tmp_path / "other.npz")
