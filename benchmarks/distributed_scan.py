@@ -9,16 +9,18 @@ every statistic, kept activations on.
 Wall time: the one-process ``nw.scan`` (torch with its default threads) and ``scan_sharded`` on a
 ``LocalCluster(n_workers=W, threads_per_worker=1, processes=True)`` (torch one thread a worker:
 Dask's nanny sets OMP_NUM_THREADS=1), each after one warm-up scan of a few texts on the same cluster
-(the workers' imports), alternating ``--repeats`` times; medians, and ratios to one process. The
+(the workers' imports), alternating ``--repeats`` times, with the default shards (4 per worker);
+medians, and ratios to one process. The
 clusters' start-up is printed apart.
 
 Bytes: what the client sends (the pickled model and settings once per worker, and each shard's texts)
 and receives (the merged result), as the pickled sizes of those objects: what Dask puts on the wire.
 
 Merge: (a) one ``ScanResult.merge`` of two shard results of this layer, timed in this process (median
-of 5), times (shards − 1), as a fraction of the one-process scan of the same texts: the merge work of
-8, 64 and 512 shards (a shard's result has the same size whatever its number of examples, so this is
-the work a tree of that many shards does); (b) the digits CNN over 4 × its 1,797 images, one process
+of 5, alternating with a bare forward of one 32-text batch, its yardstick), times (shards − 1), as a
+fraction of the one-process scan of the same texts: the merge work of 8, 64 and 512 shards (a shard's
+result has the same size whatever its number of examples, so this is the work a tree of that many
+shards does); (b) the digits CNN over 4 × its 1,797 images, one process
 vs 2 workers with 8, 64 and 512 shards, end to end (small shard results: the fixed cost of a shard).
 
     .venv/bin/python benchmarks/distributed_scan.py                 # 256 texts (minutes on 2 cores)
@@ -106,9 +108,7 @@ def main() -> None:
         times["one process"].append(seconds)
         for workers, (_, client) in clusters.items():
             seconds, _ = timed(
-                lambda c=client, w=workers: distributed.scan_sharded(
-                    model, texts, LAYER, client=c, shards=4 * w, progress=False, **settings
-                )
+                lambda c=client: distributed.scan_sharded(model, texts, LAYER, client=c, progress=False, **settings)
             )
             times[f"{workers} worker{'s' if workers > 1 else ''}"].append(seconds)
     base = statistics.median(times["one process"])
@@ -134,12 +134,19 @@ def main() -> None:
     half = len(texts) // 2
     first = nw.scan(model, texts[:half], LAYER, progress=False, cache=False, **settings)
     second = nw.scan(model, texts[half:], LAYER, start_index=half, progress=False, cache=False, **settings)
-    merges = []
-    for _ in range(5):
+    batch = tokenizer(texts[:32], padding=True, truncation=True, max_length=128, return_tensors="pt")
+    merges, forwards = [], []
+    for _ in range(5):  # alternating, so that both see the same load
         seconds, _ = timed(lambda: first.merge(second))
         merges.append(seconds)
-    merge = statistics.median(merges)
-    print(f"\none merge of two shard results of {LAYER}: {merge * 1e3:.0f} ms (median of 5)")
+        with torch.no_grad():
+            seconds, _ = timed(lambda: model(**batch))
+        forwards.append(seconds)
+    merge, forward = statistics.median(merges), statistics.median(forwards)
+    print(
+        f"\none merge of two shard results of {LAYER}: {merge * 1e3:.0f} ms, {merge / forward:.2f}× one bare "
+        f"forward of a 32-text batch ({forward * 1e3:.0f} ms; medians of 5, alternating)"
+    )
     for shards in (8, 64, 512):
         work = (shards - 1) * merge
         print(

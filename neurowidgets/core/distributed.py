@@ -282,7 +282,7 @@ def _check_options(start_index: int, options: dict[str, Any]) -> dict[str, Any]:
         start_index=start_index,
         tolerance=values["tolerance"],
     )
-    for unused in ("start_index", "progress", "cache", "data_key"):
+    for unused in ("start_index", "progress", "cache", "data_key", "client", "shards"):
         values.pop(unused)
     return values
 

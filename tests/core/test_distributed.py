@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 import neurowidgets as nw
 from neurowidgets.core import distributed
-from neurowidgets.core.distributed import ShardError, plan_shards, scan_sharded
+from neurowidgets.core.distributed import ShardError, plan_shards
 
 dask_distributed = pytest.importorskip("distributed")
 # The workers cannot import this test module: its datasets and functions travel by value, as those
@@ -47,7 +47,7 @@ def client():
 
 def sharded(model, data, layers, client, **kwargs):
     kwargs.setdefault("progress", False)
-    return scan_sharded(model, data, layers, client=client, **kwargs)
+    return nw.scan(model, data, layers, client=client, **kwargs)
 
 
 def scheduler_tasks(client) -> int:
@@ -145,9 +145,10 @@ def test_per_shard_loaders_read_their_files_on_the_workers(digits, client, tmp_p
         sharded(digits.model, loaders, LAYERS, client, shards=3, **SETTINGS)
     with pytest.raises(ValueError, match="3 loaders but 2 shard ranges"):
         sharded(digits.model, loaders, LAYERS, client, shards=ranges[:2], **SETTINGS)
-    wrong = [(0, 100), (100, 190), (190, 300)]  # the second file holds 80 examples, not 90
-    with pytest.raises(ShardError, match=r"shard 1 \(examples 100–189\).*gave 80 examples"):
-        sharded(digits.model, loaders, LAYERS, client, shards=wrong, **SETTINGS)
+    short = save_shard(tmp_path / "short.pt", data[100:170])
+    wrong = [loaders[0], lambda: torch.load(short), loaders[2]]  # shard 1's file holds 70 examples, not 80
+    with pytest.raises(ShardError, match=r"shard 1 \(examples 100–179\).*gave 70 examples"):
+        sharded(digits.model, wrong, LAYERS, client, shards=ranges, **SETTINGS)
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -328,6 +329,8 @@ def test_a_closed_client_or_one_without_workers_is_refused(digits):
             sharded(digits.model, data, LAYERS, empty)
     with pytest.raises(TypeError, match=r"must be a dask\.distributed\.Client"):
         sharded(digits.model, data, LAYERS, "tcp://127.0.0.1:8786")
+    with pytest.raises(TypeError, match="shards= needs client="):
+        nw.scan(digits.model, data, LAYERS, shards=2)
 
 
 def test_k_larger_than_all_the_data_warns_once_on_the_client(digits, client):
