@@ -7,13 +7,26 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
-import { DivergingScale, formatValue } from "./lib/colors";
+import { DivergingScale, formatValue, symmetricLimit } from "./lib/colors";
 import { LayerValues, positionLabel, showLayers, update, type LayerState } from "./lib/layer_state";
 import { Requests } from "./lib/requests";
 import { Tooltip } from "./lib/tooltip";
 import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
 
-type Show = "activation" | "change";
+type Show = "activation" | "change" | "attribution";
+
+/** neurowidgets.core.attribution.METHODS */
+const METHODS = ["gradient", "gradient_x_input", "integrated_gradients", "occlusion"];
+
+export interface AttributionInfo {
+  method?: string;
+  unit?: number;
+  seconds?: number;
+  nan?: number;
+  done?: number; // an occlusion sweep's patches done, of total (null until the first pass)
+  total?: number | null;
+  cancelled?: boolean;
+}
 type Rect = [number, number, number, number]; // top, left, bottom, right in image pixels
 
 export interface ClassProbability {
@@ -44,6 +57,9 @@ export interface OverlayState extends LayerState {
   fill_colour: number[];
   baseline: WireArray | null;
   prediction: Prediction;
+  attribution_method: string;
+  attribution: WireArray | null;
+  attribution_info: AttributionInfo;
 }
 
 /** Display size: crisp integer scaling to about 256 px for small images, at most 512 px. */
@@ -128,9 +144,13 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   });
   const exampleControl = exampleInput.parentElement as HTMLElement;
   const showSelect = labelledSelect(header, "Show", (value) => update(model, "show", value as Show));
-  setOptions(showSelect, ["activation", "change"], model.get("show"));
+  setOptions(showSelect, ["activation", "change", "attribution"], model.get("show"));
   showSelect.options[0].textContent = "activation";
   showSelect.options[1].textContent = "change vs original";
+  showSelect.options[2].textContent = "attribution";
+  const methodSelect = labelledSelect(header, "Method", (value) => update(model, "attribution_method", value));
+  setOptions(methodSelect, METHODS, model.get("attribution_method"));
+  const methodControl = methodSelect.parentElement as HTMLElement;
   const opacityLabel = labelled(header, "Opacity");
   const opacityInput = element("input", "nw-range", opacityLabel);
   opacityInput.type = "range";
@@ -163,6 +183,16 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   note.setAttribute("aria-live", "polite");
   const status = element("div", "nw-overlay-status", stageBox);
   status.setAttribute("role", "status");
+  // The attribution's method and kernel time, or an occlusion sweep's progress with its Cancel.
+  const attributionLine = element("div", "nw-overlay-attribution", stageBox);
+  const attributionText = element("span", "nw-overlay-attribution-text", attributionLine);
+  attributionText.setAttribute("aria-live", "polite");
+  const sweepProgress = element("progress", "nw-overlay-sweep", attributionLine);
+  sweepProgress.setAttribute("aria-label", "occlusion sweep progress");
+  const cancelButton = element("button", "nw-button", attributionLine);
+  cancelButton.type = "button";
+  cancelButton.textContent = "Cancel";
+  cancelButton.title = "Stop the occlusion sweep";
 
   // -- the prediction readout ------------------------------------------------------------------
   const readout = element("div", "nw-overlay-readout", body);
@@ -191,6 +221,9 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   let width = 0;
   let layerValues = LayerValues.empty();
   let baseline: Float32Array = new Float32Array(0);
+  let attribution: Float32Array = new Float32Array(0); // (H, W) image pixels, from the kernel
+  let attributionH = 0;
+  let attributionW = 0;
   let units = 0;
   let gridH = 0; // layer grid (0 when the layer has no 2-D grid)
   let gridW = 0;
@@ -295,6 +328,13 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     baseline = wire ? decodeFloat(wire).values : new Float32Array(0);
   }
 
+  function loadAttribution(): void {
+    const wire = model.get("attribution");
+    const decoded = wire ? decodeFloat(wire) : null;
+    attribution = decoded ? decoded.values : new Float32Array(0);
+    [attributionH, attributionW] = decoded && decoded.shape.length === 2 ? decoded.shape : [0, 0];
+  }
+
   // -- drawing ---------------------------------------------------------------------------------
   function drawImage(): void {
     if (!examples) return;
@@ -342,10 +382,43 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     scale = new DivergingScale(limit > 0 ? limit : 1);
   }
 
+  /** Paint one colour per canvas pixel; resizing clears a canvas, so only when the size changes. */
+  function paintCanvas(h: number, w: number, colourAt: (y: number, x: number) => number): void {
+    if (mapCanvas.width !== w || mapCanvas.height !== h) {
+      mapCanvas.width = w;
+      mapCanvas.height = h;
+    }
+    const image = mapCtx.createImageData(w, h);
+    const out = new Uint32Array(image.data.buffer);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out[y * w + x] = colourAt(y, x);
+    mapCtx.putImageData(image, 0, 0);
+  }
+
+  function packed(value: number): number {
+    const [r, g, b] = scale.rgb(value);
+    return (255 << 24) | (b << 16) | (g << 8) | r; // little-endian RGBA
+  }
+
+  /** The attribution map: one colour per image pixel (NaN in the scale's NaN colour). */
+  function drawAttribution(): boolean {
+    const spatial = attributionH > 0 && unit() >= 0 && examples > 0;
+    scale = new DivergingScale(symmetricLimit(attribution));
+    if (spatial) paintCanvas(attributionH, attributionW, (y, x) => packed(attribution[y * attributionW + x]));
+    legendCaption.textContent = `attribution (${model.get("attribution_method").replace(/_/g, " ")})`;
+    return spatial;
+  }
+
   function drawMap(): void {
+    if (model.get("show") === "attribution") {
+      finishMap(drawAttribution());
+      return;
+    }
     computeMap();
     const spatial = overlayH > 0 && unit() >= 0 && examples > 0;
-    mapCanvas.hidden = !spatial;
+    if (spatial && (mapCanvas.width !== overlayW || mapCanvas.height !== overlayH)) {
+      mapCanvas.width = overlayW; // back from the attribution's image-sized canvas
+      mapCanvas.height = overlayH;
+    }
     if (spatial) {
       const colours = new Uint32Array(shown.length);
       for (let p = 0; p < shown.length; p++) {
@@ -363,6 +436,11 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     }
     const change = model.get("show") === "change";
     legendCaption.textContent = change ? "change vs original" : "activation";
+    finishMap(spatial);
+  }
+
+  function finishMap(spatial: boolean): void {
+    mapCanvas.hidden = !spatial;
     legend.update(scale.limit);
     legend.el.hidden = !spatial;
     mapCanvas.dataset.limit = String(scale.limit);
@@ -381,10 +459,11 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     const layer = model.get("layer");
     let text = "";
     if (!examples) text = "No image.";
-    else if (grid.length === 0) text = `Layer ${layer} has one position: no spatial map. Drag a patch to see the prediction change.`;
-    else if (grid.length !== 2) text = `Layer ${layer}'s positions (${grid.join("×")}) are not a 2-D grid: no spatial map.`;
+    else if (grid.length === 0 && model.get("show") !== "attribution") text = `Layer ${layer} has one position: no spatial map. Drag a patch to see the prediction change.`;
+    else if (grid.length !== 2 && model.get("show") !== "attribution") text = `Layer ${layer}'s positions (${grid.join("×")}) are not a 2-D grid: no spatial map.`;
     else if (unit() < 0) text = `Select a unit to overlay its map on the image (Unit, or a click in a linked view).`;
     else if (model.get("show") === "change" && !patch()) text = "No patch yet: the change is zero everywhere.";
+    else if (model.get("show") === "attribution") text = attributionNote();
     note.textContent = text;
     note.hidden = !text;
     const u = unit();
@@ -392,6 +471,31 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
       "aria-label",
       `${height}×${width} image ${example()}` + (overlayH && u >= 0 ? ` with the ${model.get("show")} map of unit ${u} of ${layer}` : ""),
     );
+  }
+
+  function attributionNote(): string {
+    const info = model.get("attribution_info") || {};
+    if (info.cancelled) return "Occlusion sweep cancelled: change the unit, patch or method to start again.";
+    if (!attributionH) return "Computing the attribution…";
+    if (info.nan) return `${info.nan} pixel(s) have a NaN gradient (drawn magenta).`;
+    return "";
+  }
+
+  function drawAttributionInfo(): void {
+    const info = model.get("attribution_info") || {};
+    const on = model.get("show") === "attribution" && info.method !== undefined;
+    attributionLine.hidden = !on;
+    if (!on) return;
+    const sweeping = info.total !== undefined && !info.cancelled && (info.total === null || (info.done ?? 0) < info.total);
+    sweepProgress.hidden = cancelButton.hidden = !sweeping;
+    sweepProgress.max = info.total || 1;
+    sweepProgress.value = info.done ?? 0;
+    const method = (info.method ?? "").replace(/_/g, " ");
+    const ms = info.seconds !== undefined ? `${(1000 * info.seconds).toFixed(1)} ms` : "";
+    if (sweeping) attributionText.textContent = `${method}: ${info.done ?? 0} of ${info.total ?? "?"} patches`;
+    else if (info.cancelled) attributionText.textContent = `${method}: cancelled`;
+    else attributionText.textContent = `${method} of unit ${info.unit} · ${ms}`;
+    attributionLine.dataset.seconds = info.seconds !== undefined ? String(info.seconds) : "";
   }
 
   function placeBox(box: HTMLElement, rect: [number, number, number, number] | null, rows: number, cols: number): void {
@@ -471,12 +575,17 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     if (document.activeElement !== exampleInput) exampleInput.value = String(example());
     exampleControl.hidden = examples <= 1;
     showSelect.value = model.get("show");
+    methodSelect.value = model.get("attribution_method");
+    methodControl.hidden = model.get("show") !== "attribution";
+    drawAttributionInfo();
     const opacity = model.get("opacity");
     opacityInput.value = String(opacity);
     opacityValue.textContent = `${Math.round(100 * opacity)}%`;
     mapCanvas.style.opacity = String(opacity);
     const spatial = overlayH > 0;
-    showSelect.disabled = opacityInput.disabled = !spatial;
+    // Attribution maps are over the image's pixels, whatever the layer's positions.
+    opacityInput.disabled = !spatial && model.get("show") !== "attribution";
+    showSelect.disabled = !examples;
     unitInput.disabled = !units;
   }
 
@@ -742,6 +851,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   stage.addEventListener("focus", onFocus);
   el.addEventListener("keydown", onRootKey);
   clearButton.addEventListener("click", clearPatch);
+  cancelButton.addEventListener("click", () => requests.send("cancel_sweep").catch(() => {}));
   opacityInput.addEventListener("input", () => {
     const value = Number(opacityInput.value);
     mapCanvas.style.opacity = String(value);
@@ -756,6 +866,9 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     ["change:values", () => { loadValues(); schedule("controls", "map", "marks"); }],
     ["change:positions_shape", () => { loadValues(); schedule("controls", "map", "marks"); }],
     ["change:baseline", () => { loadBaseline(); schedule("map"); }],
+    ["change:attribution", () => { loadAttribution(); schedule("map"); }],
+    ["change:attribution_info", () => schedule("controls", "map")],
+    ["change:attribution_method", () => schedule("controls")],
     ["change:example", () => schedule("controls", "image", "map")],
     ["change:selected_units", () => schedule("controls", "map")],
     ["change:show", () => schedule("controls", "map")],
@@ -772,6 +885,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   loadPixels();
   loadValues();
   loadBaseline();
+  loadAttribution();
   syncControls();
   drawImage();
   drawMap();

@@ -14,11 +14,21 @@ import traitlets
 from torch import nn
 
 from ..core import Capture, ModelCallError, Probe
+from ..core.attribution import METHODS, attribute, occlusion_sweep
 from ..core.images import ImageAdapter, clip_rect, occlude
 from ..core.inputs import first_tensor
+from . import background
 from .base import bundle, handles
 from .layer_view import LayerView
-from .wire import ARRAY, to_numpy
+from .wire import ARRAY, array_from_json, encode, to_numpy
+
+
+def _float32_to_json(value: Any, widget: Any) -> dict[str, Any] | None:
+    return None if value is None else encode(value, "float32")
+
+
+# Attributions are often far below float16's smallest normal value (gradients of 1e-6): float32 on the wire.
+ARRAY32 = {"to_json": _float32_to_json, "from_json": array_from_json}
 
 TOP_K = 5
 
@@ -42,7 +52,13 @@ class ImageOverlay(LayerView):
 
     Synced state (besides :class:`LayerView`'s):
     - ``pixels``: (N, H, W, 4) uint8 RGBA of the unedited images;
-    - ``opacity`` of the map (0…1) and ``show``: ``"activation"`` or ``"change"`` (occluded − original);
+    - ``opacity`` of the map (0…1) and ``show``: ``"activation"``, ``"change"`` (occluded − original) or
+      ``"attribution"``: how much each pixel of the current (occluded) image drives the first selected
+      unit at ``position`` (all positions when -1), by ``attribution_method`` (see :func:`neurowidgets.attribute`);
+    - ``attribution``: that (H, W) map, summed over the channels, float32 (None outside that mode or with
+      no unit); ``attribution_info``: ``method``, ``layer``, ``unit``, ``position``, ``example``,
+      ``seconds`` (kernel time), ``nan`` (pixels whose gradient is NaN), and while an occlusion sweep
+      runs in the background ``done``/``total`` patches (``cancel_sweep`` stops it);
     - ``patch``: ``[top, left, bottom, right]`` in image pixels (clipped to the image), or ``[]``;
     - ``fill``: the value the patch is set to, in the model's input space (a number, or one per
       channel); ``fill_colour`` is how it looks (RGBA);
@@ -58,7 +74,10 @@ class ImageOverlay(LayerView):
 
     pixels = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY)
     opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
-    show = traitlets.Enum(["activation", "change"], "activation").tag(sync=True)
+    show = traitlets.Enum(["activation", "change", "attribution"], "activation").tag(sync=True)
+    attribution_method = traitlets.Enum(list(METHODS), "integrated_gradients").tag(sync=True)
+    attribution = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
+    attribution_info = traitlets.Dict(read_only=True).tag(sync=True)
     patch = traitlets.List().tag(sync=True)
     fill = traitlets.Union([traitlets.Float(), traitlets.List(traitlets.Float())], default_value=0.0).tag(sync=True)
     fill_colour = traitlets.List(traitlets.Int(), read_only=True).tag(sync=True)
@@ -175,6 +194,77 @@ class ImageOverlay(LayerView):
                 self.set_trait("baseline", self._original[example])
                 self._baseline_of = (self._generation, example)
             self.set_trait("prediction", self._prediction(before, after))
+            self._update_attribution()
+
+    # -- attribution ---------------------------------------------------------------------------
+
+    def _update_attribution(self) -> None:
+        """Recompute the attribution map for what is shown now (unit, position, example, patch, method).
+        Occlusion runs as a sweep in the background (progress, cancel, the latest request wins); the
+        gradient methods here, in one or a few passes."""
+        background.cancel(self, "attribution")
+        if self.show != "attribution" or self._original is None or not self.selected_units:
+            with self.hold_sync():
+                self.set_trait("attribution", None)
+                self.set_trait("attribution_info", {})
+            return
+        unit, method = self.selected_units[0], self.attribution_method
+        position = self.position if self.position >= 0 else None
+        image = self.occluded_image()
+        info = {"method": method, "layer": self.layer, "unit": unit, "position": self.position, "example": self.example}
+        with self.reporting_errors(f"computing the {method} attribution of unit {unit}"):
+            if method == "occlusion":
+                self._sweep(image, unit, position, info)
+                return
+            start = time.perf_counter()
+            values = attribute(self.probe, image, self.layer, unit, method, position=position)
+            self._publish_attribution(values, info, time.perf_counter() - start)
+
+    def _occlusion_options(self) -> dict[str, int]:
+        """A patch of about an eighth of the image (2 pixels at least), half a patch apart."""
+        height, width = self._inputs.shape[-2:]
+        size = max(2, min(int(height), int(width)) // 8)
+        return {"size": size, "stride": max(1, size // 2), "batch_size": 64}
+
+    def _sweep(self, image: torch.Tensor, unit: int, position: int | None, info: dict[str, Any]) -> None:
+        layer, options = self.layer, self._occlusion_options()
+        swept = {"done": 0, "total": None}
+        self.set_trait("attribution_info", {**info, **swept})
+
+        def work(probe: Probe):
+            return (yield from occlusion_sweep(probe, image, layer, unit, position, **options))
+
+        def progress(step: tuple[int, int], seconds: float) -> None:
+            swept.update(done=step[0], total=step[1])
+            self.set_trait("attribution_info", {**info, **swept, "seconds": seconds})
+
+        background.submit(
+            self, "attribution", self.probe, work,
+            lambda values, seconds: self._publish_attribution(values, {**info, **swept}, seconds),
+            progress, action=f"sweeping an occluding patch over the image for unit {unit}",
+        )  # fmt: skip
+
+    def _publish_attribution(self, values: torch.Tensor, info: dict[str, Any], seconds: float) -> None:
+        pixels = values[0].sum(0).float().cpu().numpy()  # (C, H, W) → (H, W)
+        with self.hold_sync():
+            self.set_trait("attribution", pixels)
+            self.set_trait(
+                "attribution_info", {**info, "seconds": round(seconds, 6), "nan": int(np.isnan(pixels).sum())}
+            )
+
+    @traitlets.observe("show", "selected_units", "position", "attribution_method")
+    def _attribution_target_changed(self, change: dict) -> None:
+        if self._original is None or self._quiet:
+            return
+        if change["name"] == "show" or self.show == "attribution":
+            self._update_attribution()
+
+    @handles("cancel_sweep")
+    def _cancel_sweep(self) -> None:
+        """Stop the occlusion sweep; the map stays empty until something changes."""
+        background.cancel(self, "attribution")
+        if self.attribution_info.get("total") is not None or "done" in self.attribution_info:
+            self.set_trait("attribution_info", {**self.attribution_info, "cancelled": True})
 
     def _run_moved(self, image: torch.Tensor) -> Capture:
         """The forward pass of one move of the patch, with the intra-op threads that suit it."""

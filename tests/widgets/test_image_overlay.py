@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 from frontend import FakeFrontend
+from gate import Gate
 
 import neurowidgets as nw
 from neurowidgets.core.images import ImageAdapter, occlude
+from neurowidgets.widgets import background
 from neurowidgets.widgets.image_overlay import ImageOverlay
 from neurowidgets.widgets.wire import decode
 
@@ -272,3 +274,85 @@ def test_moves_run_with_the_chosen_torch_threads_and_restore_the_setting(digits,
     if before > 1:
         assert seen[:2] == [before, 1] and seen[2] in (1, before)
     assert torch.get_num_threads() == before
+
+
+# -- attribution mode ---------------------------------------------------------------------------------
+
+
+def kernel_attribution(model, image, layer, unit, method, position=None, **options):
+    """The reference: nw.attribute on the image the overlay shows, summed over the channels."""
+    values = nw.attribute(nw.Probe(model), image, layer, unit, method, position=position, **options)
+    return values[0].sum(0).numpy()
+
+
+def test_attribution_mode_follows_unit_position_patch_and_method(overlay, digits, images):
+    frontend = FakeFrontend(overlay)
+    assert overlay.attribution is None  # nothing computed outside the mode
+    frontend.set_state(show="attribution")
+    expected = kernel_attribution(digits.model, images[:1], "relu2", 3, "integrated_gradients")
+    sent = frontend.last("attribution")
+    assert sent["dtype"] == "float32" and sent["shape"] == [8, 8]
+    np.testing.assert_array_equal(decode(sent), expected)
+    info = overlay.attribution_info
+    assert info["method"] == "integrated_gradients" and info["unit"] == 3 and info["seconds"] > 0
+    assert info["nan"] == 0
+
+    frontend.set_state(position=27)  # one position of the layer's grid
+    np.testing.assert_array_equal(
+        overlay.attribution, kernel_attribution(digits.model, images[:1], "relu2", 3, "integrated_gradients", 27)
+    )
+    request(frontend, "occlude", rect=[0, 0, 4, 4])  # the patch: attributions of the occluded image
+    occluded = occlude(images[:1], [0, 0, 4, 4])
+    np.testing.assert_array_equal(
+        overlay.attribution, kernel_attribution(digits.model, occluded, "relu2", 3, "integrated_gradients", 27)
+    )
+    frontend.set_state(attribution_method="gradient", selected_units=[5])
+    np.testing.assert_array_equal(
+        overlay.attribution, kernel_attribution(digits.model, occluded, "relu2", 5, "gradient", 27)
+    )
+    frontend.set_state(example=2)  # another example: unoccluded? the patch stays on the shown example
+    np.testing.assert_array_equal(
+        overlay.attribution,
+        kernel_attribution(digits.model, occlude(images[2:3], [0, 0, 4, 4]), "relu2", 5, "gradient", 27),
+    )
+    frontend.set_state(selected_units=[])
+    assert overlay.attribution is None and overlay.attribution_info == {}
+    frontend.set_state(selected_units=[1], show="activation")
+    assert overlay.attribution is None
+
+
+def test_occlusion_sweeps_in_the_background_with_progress(overlay, digits, images):
+    frontend = FakeFrontend(overlay)
+    frontend.set_state(attribution_method="occlusion", show="attribution")
+    background.wait(overlay, timeout=60)
+    expected = kernel_attribution(digits.model, images[:1], "relu2", 3, "occlusion", size=2, stride=1)
+    np.testing.assert_allclose(overlay.attribution, expected, rtol=1e-6, atol=1e-6)
+    info = overlay.attribution_info
+    assert info["done"] == info["total"] == 49 and info["seconds"] > 0 and info["method"] == "occlusion"
+
+
+def test_an_occlusion_sweep_is_cancelled_by_request_and_by_a_newer_one(digits, images):
+    gate = Gate()
+    model = torch.nn.Sequential(gate, digits.model)
+    overlay = ImageOverlay(model, "1.relu2", images, selected_units=[3])
+    frontend = FakeFrontend(overlay)
+    frontend.set_state(attribution_method="occlusion", show="attribution")
+    gate.reached()  # the sweep's first forward pass waits in the background
+    assert overlay.attribution is None and overlay.attribution_info["done"] == 0
+    response = request(frontend, "cancel_sweep")
+    assert response["ok"] is True and overlay.attribution_info["cancelled"] is True
+    gate.open()
+    background.wait(overlay, timeout=60)
+    assert overlay.attribution is None  # the cancelled sweep published nothing
+    frontend.set_state(attribution_method="gradient")  # a newer request starts afresh
+    assert overlay.attribution is not None and "cancelled" not in overlay.attribution_info
+
+
+def test_attribution_leaves_the_model_as_it_was(digits, images):
+    model = digits.model
+    flags = [p.requires_grad for p in model.parameters()]
+    overlay = ImageOverlay(model, "relu2", images, selected_units=[3], show="attribution")
+    assert overlay.attribution is not None
+    assert [p.requires_grad for p in model.parameters()] == flags and not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
