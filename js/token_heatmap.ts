@@ -4,11 +4,15 @@
 // Tokens are text, never markup: every string from the kernel goes through textContent.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { DivergingScale, formatValue } from "./lib/colors";
+import { DivergingScale, formatValue, symmetricLimit } from "./lib/colors";
+import { decodeFloat, type WireArray } from "./lib/codec";
 import { LayerValues, showLayers, update, type LayerState } from "./lib/layer_state";
 import { Requests, Superseded } from "./lib/requests";
 import { Tooltip } from "./lib/tooltip";
-import { Legend, element, errorBox, labelledSelect } from "./lib/ui";
+import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
+
+/** neurowidgets.core.attribution.METHODS */
+const METHODS = ["gradient", "gradient_x_input", "integrated_gradients", "occlusion"];
 
 export interface HeatmapState extends LayerState {
   texts: string[];
@@ -16,6 +20,10 @@ export interface HeatmapState extends LayerState {
   notice: string;
   max_length: number;
   debounce_ms: number;
+  show: "activation" | "attribution";
+  attribution_method: string;
+  attribution: WireArray | null; // (tokens,) of the current row
+  attribution_info: { method?: string; unit?: number; example?: number; seconds?: number; nan?: number };
 }
 
 export interface HeatmapOptions {
@@ -66,6 +74,13 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
   unitInput.min = "0";
   unitInput.step = "1";
   unitInput.setAttribute("aria-label", "Unit");
+  const showSelect = labelledSelect(header, "Show", (value) => update(model, "show", value as HeatmapState["show"]));
+  setOptions(showSelect, ["activation", "attribution"], model.get("show") ?? "activation");
+  const methodSelect = labelledSelect(header, "Method", (value) => update(model, "attribution_method", value));
+  setOptions(methodSelect, METHODS, model.get("attribution_method") ?? "integrated_gradients");
+  const methodControl = methodSelect.parentElement as HTMLElement;
+  const attributionText = element("span", "nw-heatmap-attribution", header);
+  attributionText.setAttribute("aria-live", "polite");
   const summary = element("span", "nw-summary", header);
   const badge = element("span", "nw-heatmap-busy", header);
   badge.setAttribute("role", "status");
@@ -217,6 +232,18 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
     }
   }
 
+  function attributionMode(): boolean {
+    return model.get("show") === "attribution";
+  }
+
+  /** The current row's attributions (attribution mode), NaN elsewhere. */
+  function attributionAt(row: number, position: number): number {
+    const wire = model.get("attribution");
+    if (!wire || row !== model.get("attribution_info")?.example) return NaN;
+    const values = decodeFloat(wire).values;
+    return position < values.length ? values[position] : NaN;
+  }
+
   function value(row: number, position: number): number {
     if (unit < 0 || row >= layerValues.examples || position >= layerValues.positions) return NaN;
     return layerValues.value(row, position, unit);
@@ -235,8 +262,20 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
       }
     }
     scale = new DivergingScale(limit > 0 ? limit : 1);
+    const attributing = attributionMode();
+    const info = model.get("attribution_info") ?? {};
+    const wire = model.get("attribution");
+    if (attributing) scale = new DivergingScale(wire ? symmetricLimit(decodeFloat(wire).values) : 1);
     for (const row of rows) {
       row.spans.forEach((span, p) => {
+        if (attributing) {
+          // Only the current row has attributions; the others stay plain.
+          const own = wire !== null && wire !== undefined && row.index === info.example && unit >= 0;
+          const rgb = own ? scale.rgb(attributionAt(row.index, p)) : null;
+          span.style.background = rgb ? `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})` : "";
+          span.style.color = rgb ? textColour(rgb) : "";
+          return;
+        }
         if (unit < 0) {
           span.style.background = "";
           span.style.color = "";
@@ -249,7 +288,19 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
     }
     legend.update(scale.limit);
     legend.el.hidden = unit < 0;
-    caption.textContent = unit >= 0 ? `unit ${unit}` : "";
+    caption.textContent = unit < 0 ? "" : attributing
+      ? `attribution to unit ${unit} (${model.get("attribution_method").replace(/_/g, " ")})`
+      : `unit ${unit}`;
+    legend.el.dataset.limit = String(scale.limit);
+    showSelect.value = model.get("show") ?? "activation";
+    methodSelect.value = model.get("attribution_method") ?? "integrated_gradients";
+    methodControl.hidden = !attributing;
+    attributionText.hidden = !attributing || info.method === undefined;
+    if (info.method !== undefined) {
+      const ms = info.seconds !== undefined ? `${(1000 * info.seconds).toFixed(1)} ms` : "";
+      const nan = info.nan ? ` · ${info.nan} NaN (magenta)` : "";
+      attributionText.textContent = `${info.method.replace(/_/g, " ")} of unit ${info.unit}, text ${(info.example ?? 0) + 1} · ${ms}${nan}`;
+    }
     if (document.activeElement !== unitInput) unitInput.value = unit >= 0 ? String(unit) : "";
     unitInput.max = String(Math.max(0, layerValues.units - 1));
   }
@@ -274,6 +325,9 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
     const token = rows[row]?.tokens[position] ?? "";
     const lines = [`token: ${token}`, `text ${row + 1} · position ${position}`];
     lines.push(unit >= 0 ? `unit ${unit}: ${formatValue(value(row, position))}` : "no unit selected");
+    if (attributionMode() && row === model.get("attribution_info")?.example) {
+      lines.push(`attribution: ${formatValue(attributionAt(row, position))}`);
+    }
     return lines;
   }
 
@@ -447,6 +501,10 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
     ["change:selected_units", schedule],
     ["change:example", schedule],
     ["change:position", schedule],
+    ["change:show", schedule],
+    ["change:attribution", schedule],
+    ["change:attribution_info", schedule],
+    ["change:attribution_method", schedule],
     ["change:error", onError],
     ["change:layers", onLayers],
     ["change:layer_groups", onLayers],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,10 @@ import traitlets
 from torch import nn
 
 from ..core import Activations, Capture, Probe
+from ..core.attribution import METHODS, attribute
 from ..core.text import TextAdapter
 from .base import bundle, handles
+from .image_overlay import ARRAY32
 from .layer_view import LayerView
 
 
@@ -73,6 +76,12 @@ class TokenHeatmap(LayerView):
     widget says about its input, e.g. truncation), ``max_length``, ``debounce_ms``. ``texts`` and
     ``tokens`` change together with ``values``: use :meth:`set_texts` or :meth:`set_text`.
 
+    ``show="attribution"`` colours the tokens of the current row (``example``) by how much each drives
+    the first selected unit at ``position`` (at all the row's tokens when -1), by ``attribution_method``
+    (see :func:`neurowidgets.attribute`: taken on the input embeddings, one value per token);
+    ``attribution`` is that (tokens,) float32 array and ``attribution_info`` says ``method``, ``unit``,
+    ``example``, ``position``, ``seconds`` (kernel time) and ``nan`` (tokens with a NaN gradient).
+
     ``debounce_ms`` (default 150) is the longest an edit waits for a pause in typing. While the
     kernel answers edits faster than that, an edit is sent at once (one request in flight, the newest
     edit replaces a pending one); a slower kernel gets the full debounce, so that it does not start
@@ -86,6 +95,10 @@ class TokenHeatmap(LayerView):
     notice = traitlets.Unicode("", read_only=True).tag(sync=True)
     max_length = traitlets.Int(128, read_only=True).tag(sync=True)
     debounce_ms = traitlets.Int(150, min=0).tag(sync=True)
+    show = traitlets.Enum(["activation", "attribution"], "activation").tag(sync=True)
+    attribution_method = traitlets.Enum(list(METHODS), "integrated_gradients").tag(sync=True)
+    attribution = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
+    attribution_info = traitlets.Dict(read_only=True).tag(sync=True)
 
     def __init__(
         self,
@@ -216,6 +229,33 @@ class TokenHeatmap(LayerView):
             super()._show(capture, layer)
             if self.position >= len(batch.tokens[self.example]):  # a padded position of that row
                 self.position = -1
+            self._update_attribution()
+
+    def _update_attribution(self) -> None:
+        """The current row's attributions to the selected unit, when that is what is shown."""
+        if self.show != "attribution" or self.values is None or not self.selected_units:
+            with self.hold_sync():
+                self.set_trait("attribution", None)
+                self.set_trait("attribution_info", {})
+            return
+        unit, method, row = self.selected_units[0], self.attribution_method, self.example
+        position = self.position if self.position >= 0 else None
+        info = {"method": method, "layer": self.layer, "unit": unit, "example": row, "position": self.position}
+        with self.reporting_errors(f"computing the {method} attribution of unit {unit}"):
+            start = time.perf_counter()
+            inputs = self.adapter([self.texts[row]])  # the row alone, unpadded: its tokens are the positions
+            options = {"size": 1} if method == "occlusion" else {}
+            values = attribute(self.probe, inputs, self.layer, unit, method, position=position, **options)
+            tokens = values[0].float().cpu().numpy()
+            with self.hold_sync():
+                self.set_trait("attribution", tokens)
+                seconds = round(time.perf_counter() - start, 6)
+                self.set_trait("attribution_info", {**info, "seconds": seconds, "nan": int(np.isnan(tokens).sum())})
+
+    @traitlets.observe("show", "selected_units", "position", "example", "attribution_method")
+    def _attribution_target_changed(self, change: dict) -> None:
+        if self.values is not None and (change["name"] == "show" or self.show == "attribution"):
+            self._update_attribution()
 
     @handles("set_text")
     def _on_set_text(self, row: int, text: str) -> None:

@@ -288,3 +288,35 @@ def test_editing_one_row_runs_only_that_row_and_equals_running_them_all(tiny_lm,
             assert heatmap.texts == texts and heatmap.lengths == [int(n) for n in inputs["attention_mask"].sum(1)]
     finally:
         handle.remove()
+
+
+# -- attribution mode ---------------------------------------------------------------------------------
+
+
+def test_attribution_mode_colours_the_current_row_by_nw_attribute(heatmap, minilm):
+    model, tokenizer = minilm
+    frontend = FakeFrontend(heatmap)
+    unit = heatmap.selected_units[0]
+    assert heatmap.attribution is None  # nothing computed outside the mode
+
+    def reference(text, method, position=None):
+        inputs = nw.TextAdapter(tokenizer)([text])
+        options = {"size": 1} if method == "occlusion" else {}
+        return nw.attribute(nw.Probe(model), inputs, LAYER, unit, method, position=position, **options)[0].numpy()
+
+    frontend.set_state(show="attribution")
+    sent = frontend.last("attribution")
+    assert sent["dtype"] == "float32" and sent["shape"] == [len(heatmap.tokens[0])]
+    np.testing.assert_array_equal(decode(sent), reference(TEXTS[0], "integrated_gradients"))
+    info = heatmap.attribution_info
+    assert (info["method"], info["unit"], info["example"], info["nan"]) == ("integrated_gradients", unit, 0, 0)
+    assert info["seconds"] > 0
+
+    frontend.set_state(example=1, position=3, attribution_method="gradient")  # another row, one token
+    np.testing.assert_array_equal(heatmap.attribution, reference(TEXTS[1], "gradient", 3))
+    request(frontend, "set_text", row=1, text="Numbers like 12 and 13")  # typing: the row's new tokens
+    np.testing.assert_array_equal(heatmap.attribution, reference("Numbers like 12 and 13", "gradient", 3))
+    frontend.set_state(attribution_method="occlusion", position=-1)
+    np.testing.assert_allclose(heatmap.attribution, reference("Numbers like 12 and 13", "occlusion"), atol=1e-6)
+    frontend.set_state(show="activation")
+    assert heatmap.attribution is None and heatmap.attribution_info == {}
