@@ -13,7 +13,8 @@ Fixtures
   lab         (function) the helpers below bound to `page` and `lab_server`:
                          lab.open(name), lab.run_all(), lab.run_notebook(name, cells) (write, open,
                          run all), lab.eval(expr), lab.poll(expr, expected),
-                         lab.kernel(), lab.write_notebook(name, cells), lab.screenshot(locator, name)
+                         lab.kernel(), lab.write_notebook(name, cells), lab.screenshot(locator, name),
+                         lab.wait_for_kernel("Busy" | "Idle") (Lab's status bar)
   lab_saving_widgets (function) the same helpers, with the widget manager's saveState setting on
                          for this test (widget state written into notebooks on save)
 
@@ -21,12 +22,18 @@ Helpers (plain functions; prefer the `lab` fixture in tests: `from conftest impo
 ambiguous as soon as another conftest.py exists under tests/)
   open_notebook(page, lab_server, name)        open it and wait for "(ipykernel) | Idle"
   run_all(page)                                Run > Run All Cells, wait until every cell is done
+                                               (Lab and Notebook 7); a cell's error fails at once
+  wait_until_still(locator)                    wait until a scrolled element stops moving
   kernel_client(lab_server, name=None)         BlockingKernelClient on the notebook's kernel
   kernel_eval(client, code) -> str             execute_result text/plain, else stdout; raises
                                                KernelError (with the traceback) on error
   poll_kernel(client, expr, expected, timeout) re-evaluate until equal (or predicate true)
   artifact_path(name) -> Path                  under $NEUROWIDGETS_ARTIFACTS or <repo>/test-artifacts
   write_notebook(lab_server, name, cells)      a notebook with the python3 kernelspec
+  save_failure_artifacts(item, page, console, server_logs)  what explains a failed test, on disk
+
+Waits are for states (a locator, a kernel reply, an idle status), never for a fixed time: under load
+any fixed time is too short. Timeouts all live below.
 
 Every test collected under tests/browser/ gets the `browser` marker.
 """
