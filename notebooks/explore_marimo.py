@@ -38,21 +38,21 @@ def _(nw):
 @app.cell
 def _(data, nw, scan):
     explorer = nw.explore(data.model, data.test_images[:8], data=data.test_images, layer="relu2", scan=scan)
-    explorer
+    explorer  # noqa: B018 (marimo shows a cell's last expression)
     return (explorer,)
 
 
 @app.cell
 def _(explorer, nw, scan):
     health = nw.LayerHealth(scan, follow=explorer)  # tap a layer's dead bar: the explorer opens it
-    health
+    health  # noqa: B018
     return (health,)
 
 
 @app.cell
 def _(explorer, nw, scan):
     distributions = nw.Distributions(scan, follow=explorer)  # tap a unit's bars: it comes first
-    distributions
+    distributions  # noqa: B018
     return (distributions,)
 
 
