@@ -20,7 +20,8 @@ const METHODS = ["gradient", "gradient_x_input", "integrated_gradients", "occlus
 
 export interface AttributionInfo {
   method?: string;
-  unit?: number;
+  target?: "unit" | "prediction";
+  unit?: number; // the class, for a prediction
   seconds?: number;
   nan?: number;
   done?: number; // an occlusion sweep's patches done, of total (null until the first pass)
@@ -58,6 +59,7 @@ export interface OverlayState extends LayerState {
   baseline: WireArray | null;
   prediction: Prediction;
   attribution_method: string;
+  attribution_target: "unit" | "prediction";
   attribution: WireArray | null;
   attribution_info: AttributionInfo;
 }
@@ -151,6 +153,10 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   const methodSelect = labelledSelect(header, "Method", (value) => update(model, "attribution_method", value));
   setOptions(methodSelect, METHODS, model.get("attribution_method"));
   const methodControl = methodSelect.parentElement as HTMLElement;
+  const targetSelect = labelledSelect(header, "Of", (value) => update(model, "attribution_target", value as "unit" | "prediction"));
+  setOptions(targetSelect, ["unit", "prediction"], model.get("attribution_target"));
+  targetSelect.options[1].textContent = "prediction (its class)";
+  const targetControl = targetSelect.parentElement as HTMLElement;
   const opacityLabel = labelled(header, "Opacity");
   const opacityInput = element("input", "nw-range", opacityLabel);
   opacityInput.type = "range";
@@ -401,7 +407,8 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
 
   /** The attribution map: one colour per image pixel (NaN in the scale's NaN colour). */
   function drawAttribution(): boolean {
-    const spatial = attributionH > 0 && unit() >= 0 && examples > 0;
+    const ofUnit = model.get("attribution_target") !== "prediction";
+    const spatial = attributionH > 0 && (unit() >= 0 || !ofUnit) && examples > 0;
     scale = new DivergingScale(symmetricLimit(attribution));
     if (spatial) paintCanvas(attributionH, attributionW, (y, x) => packed(attribution[y * attributionW + x]));
     legendCaption.textContent = `attribution (${model.get("attribution_method").replace(/_/g, " ")})`;
@@ -461,7 +468,9 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     if (!examples) text = "No image.";
     else if (grid.length === 0 && model.get("show") !== "attribution") text = `Layer ${layer} has one position: no spatial map. Drag a patch to see the prediction change.`;
     else if (grid.length !== 2 && model.get("show") !== "attribution") text = `Layer ${layer}'s positions (${grid.join("×")}) are not a 2-D grid: no spatial map.`;
-    else if (unit() < 0) text = `Select a unit to overlay its map on the image (Unit, or a click in a linked view).`;
+    else if (unit() < 0 && !(model.get("show") === "attribution" && model.get("attribution_target") === "prediction")) {
+      text = `Select a unit to overlay its map on the image (Unit, or a click in a linked view).`;
+    }
     else if (model.get("show") === "change" && !patch()) text = "No patch yet: the change is zero everywhere.";
     else if (model.get("show") === "attribution") text = attributionNote();
     note.textContent = text;
@@ -494,6 +503,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     const ms = info.seconds !== undefined ? `${(1000 * info.seconds).toFixed(1)} ms` : "";
     if (sweeping) attributionText.textContent = `${method}: ${info.done ?? 0} of ${info.total ?? "?"} patches`;
     else if (info.cancelled) attributionText.textContent = `${method}: cancelled`;
+    else if (info.target === "prediction") attributionText.textContent = `${method} of class ${info.unit} · ${ms}`;
     else attributionText.textContent = `${method} of unit ${info.unit} · ${ms}`;
     attributionLine.dataset.seconds = info.seconds !== undefined ? String(info.seconds) : "";
   }
@@ -576,7 +586,8 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     exampleControl.hidden = examples <= 1;
     showSelect.value = model.get("show");
     methodSelect.value = model.get("attribution_method");
-    methodControl.hidden = model.get("show") !== "attribution";
+    methodControl.hidden = targetControl.hidden = model.get("show") !== "attribution";
+    targetSelect.value = model.get("attribution_target");
     drawAttributionInfo();
     const opacity = model.get("opacity");
     opacityInput.value = String(opacity);
@@ -869,6 +880,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     ["change:attribution", () => { loadAttribution(); schedule("map"); }],
     ["change:attribution_info", () => schedule("controls", "map")],
     ["change:attribution_method", () => schedule("controls")],
+    ["change:attribution_target", () => schedule("controls")],
     ["change:example", () => schedule("controls", "image", "map")],
     ["change:selected_units", () => schedule("controls", "map")],
     ["change:show", () => schedule("controls", "map")],

@@ -54,9 +54,11 @@ class ImageOverlay(LayerView):
     - ``pixels``: (N, H, W, 4) uint8 RGBA of the unedited images;
     - ``opacity`` of the map (0…1) and ``show``: ``"activation"``, ``"change"`` (occluded − original) or
       ``"attribution"``: how much each pixel of the current (occluded) image drives the first selected
-      unit at ``position`` (all positions when -1), by ``attribution_method`` (see :func:`neurowidgets.attribute`);
+      unit at ``position`` (all positions when -1), or with ``attribution_target="prediction"`` the logit
+      of the class predicted without the patch, by ``attribution_method`` (see :func:`neurowidgets.attribute`);
     - ``attribution``: that (H, W) map, summed over the channels, float32 (None outside that mode or with
-      no unit); ``attribution_info``: ``method``, ``layer``, ``unit``, ``position``, ``example``,
+      no unit); ``attribution_info``: ``method``, ``target``, ``layer``, ``unit`` (the class for a
+      prediction), ``position``, ``example``,
       ``seconds`` (kernel time), ``nan`` (pixels whose gradient is NaN), and while an occlusion sweep
       runs in the background ``done``/``total`` patches (``cancel_sweep`` stops it);
     - ``patch``: ``[top, left, bottom, right]`` in image pixels (clipped to the image), or ``[]``;
@@ -76,6 +78,7 @@ class ImageOverlay(LayerView):
     opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
     show = traitlets.Enum(["activation", "change", "attribution"], "activation").tag(sync=True)
     attribution_method = traitlets.Enum(list(METHODS), "integrated_gradients").tag(sync=True)
+    attribution_target = traitlets.Enum(["unit", "prediction"], "unit").tag(sync=True)
     attribution = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
     attribution_info = traitlets.Dict(read_only=True).tag(sync=True)
     patch = traitlets.List().tag(sync=True)
@@ -203,22 +206,35 @@ class ImageOverlay(LayerView):
         Occlusion runs as a sweep in the background (progress, cancel, the latest request wins); the
         gradient methods here, in one or a few passes."""
         background.cancel(self, "attribution")
-        if self.show != "attribution" or self._original is None or not self.selected_units:
+        target = self._attribution_of() if self.show == "attribution" and self._original is not None else None
+        if target is None:
             with self.hold_sync():
                 self.set_trait("attribution", None)
                 self.set_trait("attribution_info", {})
             return
-        unit, method = self.selected_units[0], self.attribution_method
-        position = self.position if self.position >= 0 else None
-        image = self.occluded_image()
-        info = {"method": method, "layer": self.layer, "unit": unit, "position": self.position, "example": self.example}
-        with self.reporting_errors(f"computing the {method} attribution of unit {unit}"):
+        layer, unit, position = target
+        method, image = self.attribution_method, self.occluded_image()
+        info = {"method": method, "target": self.attribution_target, "layer": layer, "unit": unit,
+                "position": self.position, "example": self.example}  # fmt: skip
+        with self.reporting_errors(f"computing the {method} attribution of {self.attribution_target} {unit}"):
             if method == "occlusion":
-                self._sweep(image, unit, position, info)
+                self._sweep(image, target, info)
                 return
             start = time.perf_counter()
-            values = attribute(self.probe, image, self.layer, unit, method, position=position)
+            values = attribute(self.probe, image, layer, unit, method, position=position)
             self._publish_attribution(values, info, time.perf_counter() - start)
+
+    def _attribution_of(self) -> tuple[str | None, int, int | None] | None:
+        """(layer, unit, position) the map explains: the first selected unit at the selected position
+        (all positions when none), or the class the model predicts for the current example without the
+        patch (layer None: the output); None when there is nothing to explain."""
+        if self.attribution_target == "prediction":
+            if self._original_probs is None:
+                return None
+            return None, int(np.argmax(self._original_probs[self.example])), None
+        if not self.selected_units:
+            return None
+        return self.layer, self.selected_units[0], self.position if self.position >= 0 else None
 
     def _occlusion_options(self) -> dict[str, int]:
         """A patch of about an eighth of the image (2 pixels at least), half a patch apart."""
@@ -226,8 +242,8 @@ class ImageOverlay(LayerView):
         size = max(2, min(int(height), int(width)) // 8)
         return {"size": size, "stride": max(1, size // 2), "batch_size": 64}
 
-    def _sweep(self, image: torch.Tensor, unit: int, position: int | None, info: dict[str, Any]) -> None:
-        layer, options = self.layer, self._occlusion_options()
+    def _sweep(self, image: torch.Tensor, target: tuple[str | None, int, int | None], info: dict[str, Any]) -> None:
+        (layer, unit, position), options = target, self._occlusion_options()
         swept = {"done": 0, "total": None}
         self.set_trait("attribution_info", {**info, **swept})
 
@@ -241,7 +257,7 @@ class ImageOverlay(LayerView):
         background.submit(
             self, "attribution", self.probe, work,
             lambda values, seconds: self._publish_attribution(values, {**info, **swept}, seconds),
-            progress, action=f"sweeping an occluding patch over the image for unit {unit}",
+            progress, action=f"sweeping an occluding patch over the image for {info['target']} {unit}",
         )  # fmt: skip
 
     def _publish_attribution(self, values: torch.Tensor, info: dict[str, Any], seconds: float) -> None:
@@ -252,7 +268,7 @@ class ImageOverlay(LayerView):
                 "attribution_info", {**info, "seconds": round(seconds, 6), "nan": int(np.isnan(pixels).sum())}
             )
 
-    @traitlets.observe("show", "selected_units", "position", "attribution_method")
+    @traitlets.observe("show", "selected_units", "position", "attribution_method", "attribution_target")
     def _attribution_target_changed(self, change: dict) -> None:
         if self._original is None or self._quiet:
             return

@@ -20,11 +20,13 @@ CELLS = [
     "data = digits()\n"
     "images = data.test_images[:4]",
     'overlay = ImageOverlay(data.model, "relu2", images, selected_units=[3])\noverlay',
-    "def reference(method, **options):\n"
+    "def reference(method, prediction=False, **options):\n"
     "    '''nw.attribute of what the overlay shows, summed over the channels, as a list.'''\n"
-    "    position = overlay.position if overlay.position >= 0 else None\n"
-    "    values = nw.attribute(nw.Probe(data.model), overlay.occluded_image(), overlay.layer,\n"
-    "                          overlay.selected_units[0], method, position=position, **options)\n"
+    "    position = overlay.position if overlay.position >= 0 and not prediction else None\n"
+    "    layer = None if prediction else overlay.layer\n"
+    "    unit = overlay.prediction['original_index'] if prediction else overlay.selected_units[0]\n"
+    "    values = nw.attribute(nw.Probe(data.model), overlay.occluded_image(), layer, unit, method,\n"
+    "                          position=position, **options)\n"
     "    return values[0].sum(0).flatten().tolist()",
 ]
 
@@ -91,6 +93,14 @@ def test_overlay_attribution_mode_draws_the_kernels_map(lab):
     page.wait_for_function("e => e.innerText.startsWith('occlusion of unit 3')", arg=line.element_handle())
     assert widget.locator("progress.nw-overlay-sweep").is_hidden(), "no progress bar once the sweep is done"
     lab.screenshot(widget, "attribution/occlusion.png")
+
+    # Of the prediction: the sweep's drop of the predicted class's logit, no unit involved.
+    widget.get_by_role("combobox", name="Of").select_option("prediction")
+    lab.poll("overlay.attribution_info.get('target')", "'prediction'")
+    lab.poll("overlay.attribution_info.get('done')", "49")
+    expected = json.loads(lab.eval("print(json.dumps(reference('occlusion', prediction=True, size=2, stride=1)))"))
+    assert_drawn(page, map_canvas, expected)
+    page.wait_for_function("e => e.innerText.startsWith('occlusion of class ')", arg=line.element_handle())
 
     # Back to activations: the layer's map again, over the layer's grid.
     widget.get_by_role("combobox", name="Show").select_option("activation")

@@ -356,3 +356,19 @@ def test_attribution_leaves_the_model_as_it_was(digits, images):
     assert [p.requires_grad for p in model.parameters()] == flags and not model.training
     assert all(p.grad is None for p in model.parameters())
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+
+
+def test_attribution_of_the_prediction_with_its_occlusion_sweep(overlay, digits, images):
+    """The map for the class the model predicts (no unit needed): its logit's attributions."""
+    frontend = FakeFrontend(overlay)
+    frontend.set_state(show="attribution", attribution_target="prediction", selected_units=[])
+    predicted = int(probe_run(digits, images[:1])[1][0].argmax())
+    expected = kernel_attribution(digits.model, images[:1], None, predicted, "integrated_gradients")
+    np.testing.assert_array_equal(overlay.attribution, expected)
+    info = overlay.attribution_info
+    assert (info["target"], info["layer"], info["unit"]) == ("prediction", None, predicted)
+    frontend.set_state(attribution_method="occlusion")
+    background.wait(overlay, timeout=60)
+    expected = kernel_attribution(digits.model, images[:1], None, predicted, "occlusion", size=2, stride=1)
+    np.testing.assert_allclose(overlay.attribution, expected, rtol=1e-6, atol=1e-6)
+    assert overlay.attribution_info["done"] == 49
