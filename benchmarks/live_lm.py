@@ -86,7 +86,7 @@ def run(name: str, model, tok, layers: list[str], texts: list[str], repeats: int
             page.set_state(selected_units=[unit])
             times.append((time.perf_counter() - start) * 1e3)
         p50, p95 = percentiles(times)
-        print(f"select a unit: p50 {p50:.1f} ms, p95 {p95:.1f} ms, model calls {len(calls)} (budget: 0 calls, p95 < 50 ms)")
+        print(f"select a unit: p50 {p50:.1f} ms, p95 {p95:.1f} ms, model calls {len(calls)} (budget: 0, p95 < 50 ms)")
 
         # edit the sentence
         ratios, sizes = [], []
@@ -134,8 +134,8 @@ def main() -> None:
         if name == "gpt2":
             tok = tokenizer()
             model = build("gpt2", tok)
-            run("GPT-2-small shape (random weights)", model, tok, ["transformer.h.5.mlp.act", "transformer.h.6.mlp.act"],
-                texts, args.repeats)  # fmt: skip
+            layers = ["transformer.h.5.mlp.act", "transformer.h.6.mlp.act"]
+            run("GPT-2-small shape (random weights)", model, tok, layers, texts, args.repeats)
         elif name == "minilm":
             model, tok, what = load_minilm()
             layers = ["encoder.layer.2.intermediate", "encoder.layer.3.intermediate"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from frontend import FakeFrontend
 from traitlets import TraitError
 
 from neurowidgets.core.examples import Examples
@@ -40,10 +41,8 @@ def test_a_companion_that_fails_to_build_is_not_left_linked(explorer, scan):
 def test_a_diagonal_cell_selects_one_unit_in_both(explorer):
     co = CoActivation(explorer, sample=32)
     co.wait()
-    a, b = co.sources[MATRIX].data["a"], co.sources[MATRIX].data["b"]
-    cell = next(i for i in range(len(a)) if a[i] == b[i])
-    unit = int(a[cell])
-    co.selections = {**co.selections, MATRIX: [cell]}
+    unit = co.matrix_units[3]
+    FakeFrontend(co).tap(**{MATRIX: [f"{unit} {unit}"]})
     assert co.selected_units == explorer.selected_units == [unit]
 
 
