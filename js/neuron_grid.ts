@@ -4,7 +4,7 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import {
-  DivergingScale, FLAG_OFF, FLAG_ON, FlagScale, NAN_CSS, SequentialScale, css, formatValue, symmetricLimit,
+  DivergingScale, FLAG_OFF, FLAG_ON, FlagScale, LUT_SIZE, NAN_CSS, SequentialScale, css, formatValue, symmetricLimit,
   type Scale,
 } from "./lib/colors";
 import { decodeFloat, type WireArray } from "./lib/codec";
@@ -247,10 +247,10 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
     pixels.fill(0);
     const gap = cell >= 9 ? 1 : 0;
     const size = cell - gap;
-    // Diverging and sequential scales map a value to one of 256 colours (or NaN's): pack each once.
+    // Diverging and sequential scales map a value to one of LUT_SIZE colours (or NaN's): pack each once.
     const indexed = scale instanceof FlagScale ? null : scale;
-    const table = new Uint32Array(257);
-    const known = new Uint8Array(257);
+    const table = new Uint32Array(LUT_SIZE + 1);
+    const known = new Uint8Array(LUT_SIZE + 1);
     for (let s = 0; s < units; s++) {
       const value = unitValues[order[s]];
       let colour: number;

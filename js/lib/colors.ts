@@ -23,7 +23,9 @@ function buildLut(stops: RGB[], size: number): Uint8Array {
   return lut;
 }
 
-const LUT_SIZE = 257; // odd: the middle entry is exactly the centre stop, so 0 is white
+/** How many colours a diverging or sequential scale has (odd: its middle entry is exactly the centre
+ * stop, so 0 is white). */
+export const LUT_SIZE = 257;
 const DIVERGING_LUT = buildLut(DIVERGING_STOPS, LUT_SIZE);
 
 /** A diverging scale on [-limit, +limit]; infinities take the end colours. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DivergingScale, NAN_COLOR, formatValue, symmetricLimit } from "../lib/colors";
+import { DivergingScale, LUT_SIZE, NAN_COLOR, formatValue, symmetricLimit } from "../lib/colors";
 
 test("the diverging scale is white at zero, red above, blue below, magenta for NaN", () => {
   const scale = new DivergingScale(2);
@@ -28,4 +28,13 @@ test("values are formatted as text a person reads", () => {
   assert.equal(formatValue(-Infinity), "-inf");
   assert.equal(formatValue(0.12345), "0.1235");
   assert.equal(formatValue(123456), "1.235e+5");
+});
+
+test("indices stay inside the scale's LUT_SIZE colours (tables of colours are sized by it), NaN is -1", () => {
+  const scale = new DivergingScale(3);
+  const indices = [-Infinity, -3, -1e-9, 0, 1e-9, 3, Infinity].map((v) => scale.index(v));
+  assert.ok(indices.every((i) => i >= 0 && i < LUT_SIZE), String(indices));
+  assert.equal(scale.index(3), LUT_SIZE - 1);
+  assert.equal(scale.index(0), (LUT_SIZE - 1) / 2);
+  assert.equal(scale.index(Number.NaN), -1);
 });
