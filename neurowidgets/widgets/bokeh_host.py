@@ -170,11 +170,9 @@ class BokehHost(NeuroWidget):
             return False
         return super()._should_send_property(key, value)
 
-    def select(self, source: str, indices: list[int], quiet: bool = True) -> None:
-        """Show ``indices`` of the selectable source named ``source`` selected in the page.
-
-        ``quiet`` is ignored: a selection set here was never an action (taps are, see :meth:`_tap`);
-        kept while coactivation.py still passes it."""
+    def select(self, source: str, indices: list[int]) -> None:
+        """Show ``indices`` of the selectable source named ``source`` selected in the page (a view showing
+        its own state: a selection is never an action, taps are, see :meth:`_tap`)."""
         if source not in self._selectable:
             raise KeyError(f"{source!r} is not a selectable source here; selectable: {list(self._selectable)}")
         self.selections = {**self.selections, source: [int(i) for i in indices]}

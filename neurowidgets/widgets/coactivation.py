@@ -307,7 +307,7 @@ class CoActivation(Companion):
             rows = [view.example]
         else:
             rows = np.flatnonzero(indices == getattr(view, "current_index", -1)).tolist()
-        self.select(SCATTER, rows, quiet=True)
+        self.select(SCATTER, rows)
 
     def _input_changed(self) -> None:
         if not self._ready or self.view is None:
