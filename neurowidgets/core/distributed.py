@@ -124,14 +124,24 @@ def scan_sharded(
     futures: dict[int, Any] = {}  # tree node → future; shards are nodes 0..n-1
     try:
         shared = client.scatter(payload, broadcast=True, hash=False)
-        pieces = (
-            client.scatter([_slice(data, s.start, s.stop) for s in plan], hash=False)
-            if kind == "sliced"
-            else [None] * len(plan)
-        )
-        for shard, piece in zip(plan, pieces, strict=True):
+        homes = _homes(plan, client.nthreads())
+        pieces: dict[int, Any] = {}
+        if kind == "sliced":  # each slice goes straight to the worker that will scan it
+            for home in set(homes.values()):
+                mine = [s for s in plan if homes[s.index] == home]
+                sent = client.scatter([_slice(data, s.start, s.stop) for s in mine], workers=[home], hash=False)
+                pieces.update(zip((s.index for s in mine), sent, strict=True))
+        for shard in plan:
             futures[shard.index] = client.submit(
-                _scan_shard, shared, token, shard, piece, key=f"{_KEY_PREFIX}-{token}-shard-{shard.index}", pure=False
+                _scan_shard,
+                shared,
+                token,
+                shard,
+                pieces.get(shard.index),
+                key=f"{_KEY_PREFIX}-{token}-shard-{shard.index}",
+                workers=[homes[shard.index]],
+                allow_other_workers=True,  # a preference: an idle or surviving worker may take it
+                pure=False,
             )
         children, ranges = _merge_tree(client, token, plan, futures)
         del shared, pieces
@@ -400,6 +410,21 @@ def _merge(a: ScanResult, b: ScanResult) -> ScanResult:
 
 
 # -- running (on the client) ---------------------------------------------------------------------
+
+
+def _homes(plan: list[Shard], threads: Mapping[str, int]) -> dict[int, str]:
+    """The worker each shard should run on: neighbouring shards on one worker, in blocks as large as
+    its share of the threads, so that the merge tree's lower levels join results where they already
+    are (a shard's result is the size of the statistics: tens of MB for a wide layer)."""
+    order = sorted(plan, key=lambda s: s.start)
+    total = sum(threads.values())
+    homes, done = {}, 0
+    for address, count in threads.items():
+        stop = len(order) if done + count == total else (done + count) * len(order) // total
+        for shard in order[done * len(order) // total : stop]:
+            homes[shard.index] = address
+        done += count
+    return homes
 
 
 def _merge_tree(client, token: str, plan: list[Shard], futures: dict[int, Any]):
