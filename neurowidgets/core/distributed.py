@@ -18,6 +18,9 @@ What travels where:
 - a dataset object (a torch map-style ``Dataset``, or anything with ``len`` and integer indexing) is
   read by each shard on its worker; per-shard loader functions are called on the workers, so files on
   shared storage are read there and never gathered on the client.
+- a shard's result (the size of the statistics, not of the data) goes to the worker that merges it;
+  neighbouring shards prefer one worker, so that most merges find both parts where they are, and only
+  the merged result comes back to the client.
 
 Faults: a shard whose worker dies is scanned again on another worker (Dask reruns a task whose worker
 was lost); its result counts once because a shard's result is one value that exists or not. A shard
