@@ -28,17 +28,29 @@ from .neuron_grid import NeuronGrid
 from .token_heatmap import TokenHeatmap
 from .top_examples import FeatureCard
 
+PANELS = ("grid", "input", "trace", "examples")
 
-class ScanColoursGrid:
-    """The hook between the card and the grid: a scan attached for the card also gives the grid its
-    per-unit statistics to colour by (see :meth:`NeuronGrid.attach_stats`)."""
+
+class Explorer(traitlets.HasTraits):
+    """What every explorer adds to the views it composes: a scan attached for the card also gives the
+    grid its per-unit statistics to colour by (see :meth:`NeuronGrid.attach_stats`); ``collapsed``
+    lists the folded panels (of ``PANELS``)."""
+
+    collapsed = traitlets.List(traitlets.Unicode()).tag(sync=True)
+
+    @traitlets.validate("collapsed")
+    def _valid_collapsed(self, proposal: dict) -> list[str]:
+        bad = [name for name in proposal["value"] if name not in PANELS]
+        if bad:
+            raise traitlets.TraitError(f"no panel named {bad[0]!r}; the explorer's panels: {', '.join(PANELS)}")
+        return list(dict.fromkeys(proposal["value"]))
 
     def attach_scan(self, scan: ScanResult, data: Any, **kwargs: Any) -> None:
         super().attach_scan(scan, data, **kwargs)
         self.attach_stats(scan)
 
 
-class ImageExplorer(ScanColoursGrid, ImageOverlay, FeatureCard, ActivationTrace, NeuronGrid):
+class ImageExplorer(Explorer, ImageOverlay, FeatureCard, ActivationTrace, NeuronGrid):
     """Grid, image overlay with drag-to-probe, traces and the feature card, on one image batch."""
 
     _esm = bundle("explorer")
@@ -48,7 +60,7 @@ class ImageExplorer(ScanColoursGrid, ImageOverlay, FeatureCard, ActivationTrace,
         return self.examples.get(index).unsqueeze(0)
 
 
-class TextExplorer(ScanColoursGrid, TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
+class TextExplorer(Explorer, TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
     """Grid, editable token heatmap, traces over tokens and the feature card, on a few texts."""
 
     _esm = bundle("explorer")
@@ -68,7 +80,7 @@ class TextExplorer(ScanColoursGrid, TokenHeatmap, FeatureCard, ActivationTrace, 
             self.set_trait("position_labels", [row + [""] * (self.num_positions - len(row)) for row in self.tokens])
 
 
-class TensorExplorer(ScanColoursGrid, FeatureCard, ActivationTrace, NeuronGrid):
+class TensorExplorer(Explorer, FeatureCard, ActivationTrace, NeuronGrid):
     """Grid, traces and the feature card for inputs that are neither images nor text."""
 
     _esm = bundle("explorer")
@@ -87,6 +99,7 @@ def explore(
     images: ImageAdapter | None = None,
     class_names: Sequence[str] | None = None,
     k: int = 16,
+    compact: bool = False,
     **kwargs: Any,
 ) -> ImageExplorer | TextExplorer | TensorExplorer:
     """Explore ``model`` on ``inputs`` with every view that fits them, linked.
@@ -100,8 +113,12 @@ def explore(
     - ``data``: a dataset to find what drives each unit. Without ``scan`` it is scanned now (k
       examples a unit, cached on disk); with ``scan`` (for example from ``nw.load_scan``) it is
       only used to show the examples the scan found.
+    - ``compact``: fold the trace and the feature card at first (each panel folds and unfolds by its
+      title), for short output areas such as marimo's; the same as ``collapsed=["trace", "examples"]``.
     With neither ``data`` nor ``scan``, the live views work alone.
     """
+    if compact:
+        kwargs.setdefault("collapsed", ["trace", "examples"])
     probe = as_probe(model)
     is_text = isinstance(inputs, str) or (
         isinstance(inputs, Sequence) and len(inputs) > 0 and all(isinstance(t, str) for t in inputs)

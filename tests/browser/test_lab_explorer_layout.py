@@ -1,0 +1,36 @@
+"""The explorer's panels fold: compact=True starts with the trace and the card folded (short output
+areas such as marimo's); unfolding one in the page tells the kernel and draws the view inside."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+CELLS = [
+    "import neurowidgets as nw\nfrom neurowidgets.datasets import digits\ndata = digits()",
+    "explorer = nw.explore(data.model, data.test_images[:4], data=data.test_images[:200], layer='relu2', "
+    "compact=True)\nexplorer",
+]
+
+
+def test_compact_explorer_folds_and_unfolds(lab):
+    page = lab.page
+    lab.run_notebook("explorer_layout.ipynb", CELLS)
+    explorer = page.locator(".nw-explorer").first
+    explorer.scroll_into_view_if_needed()
+    trace, card = explorer.locator("details.nw-panel-trace"), explorer.locator("details.nw-panel-examples")
+    expect(trace).not_to_have_attribute("open", "")
+    expect(card).not_to_have_attribute("open", "")
+    expect(explorer.locator("details.nw-panel-grid")).to_have_attribute("open", "")
+    folded = explorer.bounding_box()["height"]
+    lab.screenshot(explorer, "explorer_layout/compact.png")
+
+    trace.locator("summary").click()
+    lab.poll("explorer.collapsed", "['examples']")
+    expect(trace).to_have_attribute("open", "")
+    expect(trace.locator("svg, canvas").first).to_be_visible()
+    assert explorer.bounding_box()["height"] > folded + 100, "the unfolded trace takes room"
+
+    lab.eval("explorer.collapsed = ['trace', 'examples', 'input']")  # from Python: the page follows
+    expect(explorer.locator("details.nw-panel-input")).not_to_have_attribute("open", "")
+    expect(trace).not_to_have_attribute("open", "")
+    lab.screenshot(explorer, "explorer_layout/folded_from_python.png")
