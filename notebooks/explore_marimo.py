@@ -37,7 +37,11 @@ def _(nw):
 
 @app.cell
 def _(data, nw, scan):
-    explorer = nw.explore(data.model, data.test_images[:8], data=data.test_images, layer="relu2", scan=scan)
+    # compact: the trace and the card start folded (click a title to unfold), so grid and image fit
+    # marimo's short output box
+    explorer = nw.explore(
+        data.model, data.test_images[:8], data=data.test_images, layer="relu2", scan=scan, compact=True
+    )
     explorer  # noqa: B018 (marimo shows a cell's last expression)
     return (explorer,)
 
