@@ -22,6 +22,7 @@ from torch import nn
 from .attribution import Objective, Position, frozen
 from .images import ImageAdapter
 from .probe import INPUT, Probe
+from .threads import measured_threads, torch_threads
 
 # Elementwise and increasing: the unit is highest where its input is, and the input has a gradient where
 # the unit is flat (a ReLU at zero), so the first steps climb the input out of the dead zone (Lucid
@@ -106,6 +107,7 @@ def visualize(
     scale: float = 0.05,
     rotate: float = 5.0,
     progress: Callable[[int, int, float], Any] | None = None,
+    threads: int | None = None,
 ) -> torch.Tensor:
     """An input to an image model optimised to maximise ``unit`` of ``layer`` (``negative=True``: minimise).
 
@@ -122,7 +124,10 @@ def visualize(
     has a gradient where the unit is still zero. ``seed`` fixes the start and the random transforms
     (the global random state is not touched).
     ``progress(step, steps, value)`` is called after each step with the unit's value on that step's
-    transformed image; raise from it to cancel. Returns the (1, channels, height, width) model input.
+    transformed image; raise from it to cancel. ``threads``: torch's intra-op threads for the steps;
+    default: the first two steps time the current number against one, and the rest use the faster
+    (a small model runs far faster on one, see :mod:`neurowidgets.core.threads`).
+    Returns the (1, channels, height, width) model input.
     """
     steps = int(steps)
     if steps < 1:
@@ -151,7 +156,8 @@ def visualize(
         return ((pixels * (high - low) + low) - mean) / std
 
     with frozen(probe.model):
-        for step in range(1, steps + 1):
+
+        def one_step(step: int) -> None:
             optimiser.zero_grad()
             with torch.enable_grad():
                 pixels = _transform(image(), jitter, scale, rotate, generator)
@@ -161,5 +167,13 @@ def visualize(
             optimiser.step()
             if progress is not None:
                 progress(step, steps, float(value.detach()) * sign)
+
+        first = 1
+        if threads is None and steps >= 2:
+            threads = measured_threads(lambda: one_step(1), lambda: one_step(2), probe.device)
+            first = 3
+        with torch_threads(threads):
+            for step in range(first, steps + 1):
+                one_step(step)
         with torch.no_grad():
             return model_input(image()).detach().to(probe.device)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ from ..core import Capture, ModelCallError, Probe
 from ..core.attribution import METHODS, attribute, occlusion_sweep
 from ..core.images import ImageAdapter, clip_rect, occlude
 from ..core.inputs import first_tensor
+from ..core.threads import measured_threads, torch_threads
 from . import background
 from .base import bundle, handles
 from .layer_view import LayerView
@@ -285,16 +284,11 @@ class ImageOverlay(LayerView):
     def _run_moved(self, image: torch.Tensor) -> Capture:
         """The forward pass of one move of the patch, with the intra-op threads that suit it."""
         threads = self.move_threads or self._chosen_threads
-        if threads is None and torch.get_num_threads() > 1 and self.probe.device.type == "cpu":
-            start = time.perf_counter()
-            self.probe.run(image, [self.layer])
-            default = time.perf_counter() - start
-            start = time.perf_counter()
-            with torch_threads(1):
-                capture = self.probe.run(image, [self.layer])
-            one = time.perf_counter() - start
-            self._chosen_threads = 1 if one <= 1.5 * default else torch.get_num_threads()
-            return capture
+        if threads is None:
+            captured = []
+            run = lambda: captured.append(self.probe.run(image, [self.layer]))  # noqa: E731
+            self._chosen_threads = measured_threads(run, run, self.probe.device)
+            return captured[-1]
         with torch_threads(threads):
             return self.probe.run(image, [self.layer])
 
@@ -400,20 +394,6 @@ class ImageOverlay(LayerView):
     def _clear(self) -> None:
         with self.hold_sync():
             self.patch = []
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch intra-op threads (None: as they are), then restore the setting."""
-    previous = torch.get_num_threads()
-    if threads is None or threads == previous:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _probabilities(output: Any) -> np.ndarray | None:
