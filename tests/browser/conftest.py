@@ -5,7 +5,7 @@ Fixtures
                          .root (the copied notebooks dir), .runtime_dir, .log_path, .api(...)
                          (shared by every test: each writes its own notebook, and its kernels are
                          shut down and its tabs dropped when it ends)
-  notebook_server (session)  Notebook 7 (`jupyter notebook`), started the same way; same fields
+  notebook_server (session)  Notebook 7: lab_server itself, which serves it too (/tree, /notebooks/...)
   browser     (session)  Playwright (sync API) Chromium from /usr/bin/chromium
   page        (function) a fresh context + page, viewport 1400x1000; on failure its screenshot, the
                          browser console and the servers' log lines written during the test land in
@@ -270,15 +270,10 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
-def _start_server(
-    tmp_path_factory: pytest.TempPathFactory,
-    *,
-    app: str = "lab",
-    log_name: str = "jupyter-lab-server.log",
-) -> Iterator[LabServer]:
-    """Start `jupyter <app>` (lab, or notebook for Notebook 7) on a temporary copy of notebooks/ with
-    LAB_SETTINGS; yields the server and stops it afterwards."""
-    base = tmp_path_factory.mktemp(app)
+def _start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """Start `jupyter lab` on a temporary copy of notebooks/ with LAB_SETTINGS; yields the server and
+    stops it afterwards. It serves Notebook 7 too (the notebook package's server extension)."""
+    base = tmp_path_factory.mktemp("lab")
     root = base / "notebooks"
     if NOTEBOOKS.is_dir():
         shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -316,23 +311,23 @@ def _start_server(
         PYDEVD_DISABLE_FILE_VALIDATION="1",
         PYTHONUNBUFFERED="1",
     )
-    app_class = {"lab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     cmd = [
-        sys.executable, "-m", "jupyter", app,
+        sys.executable, "-m", "jupyter", "lab",
         # Port 0: the server binds a port the OS picks and writes it into its runtime dir (read back
         # below), so parallel runs cannot race for one port or talk to each other's server.
         "--no-browser", "--allow-root", "--ip=127.0.0.1", "--port=0",
         "--IdentityProvider.token=", "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",  # lets LabServer.api() POST/DELETE without a cookie
         "--ServerApp.terminals_enabled=False",
-        f"--{app_class}.expose_app_in_browser=True",  # window.jupyterapp, for run_all's error check
+        # window.jupyterapp in Lab and in Notebook 7, for run_all's error check
+        "--LabApp.expose_app_in_browser=True", "--JupyterNotebookApp.expose_app_in_browser=True",
         f"--ServerApp.root_dir={root}",
     ]  # fmt: skip
     if os.environ.get("NEUROWIDGETS_LAB_NODELAY", "1") != "0":  # as scripts/quickstart starts Lab
         cmd.append("--ServerApp.kernel_websocket_connection_class=neurowidgets.server.NoDelayConnection")
     # The full log stays beside the server's temp dirs (one per session, so parallel runs never share
     # it); a failing test's share of it is copied into the artifacts (save_failure_artifacts).
-    log_path = base / log_name
+    log_path = base / "jupyter-lab-server.log"
     with open(log_path, "wb") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
@@ -351,7 +346,7 @@ def _start_server(
         while True:
             if process.poll() is not None:
                 raise RuntimeError(
-                    f"jupyter {app} exited with {process.returncode} during startup; log:\n{server.log_tail()}"
+                    f"jupyter lab exited with {process.returncode} during startup; log:\n{server.log_tail()}"
                 )
             if not server.url:
                 server.url = _server_url(dirs["runtime"])
@@ -363,7 +358,7 @@ def _start_server(
                     pass
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"jupyter {app} did not answer /api/status within {SERVER_START_TIMEOUT:.0f} s; "
+                    f"jupyter lab did not answer /api/status within {SERVER_START_TIMEOUT:.0f} s; "
                     f"log:\n{server.log_tail()}"
                 )
             time.sleep(0.2)
@@ -389,10 +384,10 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 
 @pytest.fixture(scope="session")
-def notebook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """Notebook 7 (`jupyter notebook`), started like lab_server; notebooks open at
-    /notebooks/<name>."""
-    yield from _start_server(tmp_path_factory, app="notebook", log_name="jupyter-notebook-server.log")
+def notebook_server(lab_server: LabServer) -> LabServer:
+    """Notebook 7: notebooks open at /notebooks/<name>. The JupyterLab server serves it too (the
+    notebook package's server extension), so no second server starts."""
+    return lab_server
 
 
 def write_notebook(lab_server: LabServer, name: str, cells: list[str]) -> Path:
@@ -446,13 +441,10 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-# The server fixtures a test may use: the page fixture keeps the part of their logs a failing test wrote.
-SERVER_FIXTURES = ("lab_server", "notebook_server")
-
-
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    servers = [request.getfixturevalue(name) for name in SERVER_FIXTURES if name in request.fixturenames]
+    # The server's log from here on is this test's share of it (Notebook 7 tests use it too).
+    servers = [request.getfixturevalue("lab_server")] if "lab_server" in request.fixturenames else []
     server_logs = [(server, server.log_size()) for server in servers]
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(PAGE_TIMEOUT * 1000)
