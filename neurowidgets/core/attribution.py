@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import math
 import operator
+import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -43,22 +44,38 @@ class _Reached(BaseException):
     so that a model's own ``except Exception`` does not swallow it."""
 
 
+# Parameters frozen by any thread: (parameter, its flag before the first freeze, how many hold it). A
+# background twin shares its parameters with the foreground's model, so two threads may freeze the same
+# ones at once; the flag comes back only when the last of them is done.
+_frozen: dict[int, tuple[nn.Parameter, bool, int]] = {}
+_frozen_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def frozen(model: nn.Module, parameters: bool = True) -> Iterator[None]:
     """Eval mode and (``parameters``) no parameter gradients (only the input's are wanted;
     ``autograd.grad`` then never touches a parameter's ``.grad``) inside the block; every mode and flag
-    as it was afterwards. Work without gradients leaves the flags alone: a background twin of the model
-    shares its parameters with the foreground's."""
+    as it was afterwards, even when blocks of several threads overlap on shared parameters. Work without
+    gradients leaves the flags alone."""
     modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()] if parameters else []
+    held = list(model.parameters()) if parameters else []
     try:
         model.eval()
-        for parameter, _ in flags:
-            parameter.requires_grad_(False)
+        with _frozen_lock:
+            for parameter in held:
+                _, flag, count = _frozen.get(id(parameter), (parameter, parameter.requires_grad, 0))
+                _frozen[id(parameter)] = (parameter, flag, count + 1)
+                parameter.requires_grad_(False)
         yield
     finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
+        with _frozen_lock:
+            for parameter in held:
+                _, flag, count = _frozen[id(parameter)]
+                if count == 1:
+                    del _frozen[id(parameter)]
+                    parameter.requires_grad_(flag)
+                else:
+                    _frozen[id(parameter)] = (parameter, flag, count - 1)
         for module, mode in modes:
             module.training = mode
 

@@ -290,3 +290,19 @@ def test_integer_inputs_find_the_first_embedding_fed_the_ids():
     expected = torch.zeros(1, 3)
     expected[0, 1] = (model[1].weight[2] * embedded[0, 1]).sum()
     torch.testing.assert_close(values, expected)
+
+
+def test_overlapping_freezes_of_shared_parameters_restore_every_flag():
+    """A background twin shares its parameters: blocks that overlap out of order still restore them."""
+    from neurowidgets.core.attribution import frozen
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    model[1].weight.requires_grad_(False)  # a flag of the user's own, kept
+    first, second = frozen(model), frozen(model)
+    first.__enter__()
+    second.__enter__()
+    assert not any(p.requires_grad for p in model.parameters())
+    first.__exit__(None, None, None)  # the first to enter leaves first: still frozen for the second
+    assert not any(p.requires_grad for p in model.parameters())
+    second.__exit__(None, None, None)
+    assert [p.requires_grad for p in model.parameters()] == [True, True, False, True]
