@@ -33,6 +33,7 @@ interface Card {
   activations?: WireArray;
   tokens?: string[][];
   pixels?: WireArray;
+  visualization?: { pixels: WireArray; value: number; seconds: number }; // an image unit's optimised input
 }
 
 export interface ExamplesState extends LayerState {
@@ -85,6 +86,7 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
     if (card.histogram) drawHistogram(histogram, card.histogram, marks);
 
     const pixels = card.pixels ? decodeBytes(card.pixels) : null;
+    if (card.modality === "image") drawVisualization(list, card);
     let row = 0;
     for (const group of card.groups) {
       if (!group.examples.length) continue;
@@ -134,6 +136,24 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
   };
 }
 
+/** An image unit's optimised input (nw.visualize, computed in the background: "optimising…" until then). */
+function drawVisualization(list: HTMLElement, card: Card): void {
+  const heading = element("div", "nw-examples-group", list);
+  heading.textContent = "What it responds to most (an optimised input)";
+  const items = element("div", "nw-examples-thumbs nw-visualization", list);
+  const item = element("div", "nw-optimised", items); // not an example: nothing to open
+  const caption = element("span", "nw-optimised-caption", item);
+  if (!card.visualization) {
+    caption.textContent = "optimising…";
+    return;
+  }
+  const top = card.groups?.[0]?.examples[0]?.value;
+  caption.textContent = `${formatValue(card.visualization.value)} · ${card.visualization.seconds} s`;
+  item.title = `max over positions ${formatValue(card.visualization.value)}` +
+    (top === undefined ? "" : `; top scanned example ${formatValue(top)}`);
+  drawThumb(item, decodeBytes(card.visualization.pixels), 0, null, [], new DivergingScale(1));
+}
+
 /** Tokens around the firing position, each on the colour of this unit's activation there. */
 function drawTokens(item: HTMLElement, tokens: string[], acts: Float32Array, firing: number, scale: DivergingScale): void {
   const line = element("span", "nw-example-tokens", item);
@@ -150,12 +170,13 @@ function drawTokens(item: HTMLElement, tokens: string[], acts: Float32Array, fir
   if (stop < tokens.length) element("span", "nw-ellipsis", line).textContent = "…";
 }
 
-/** The example image with this unit's spatial map over it (nearest-neighbour upsampling). */
+/** The example image with this unit's spatial map over it (nearest-neighbour upsampling; none when
+ * ``acts`` is null). */
 function drawThumb(
   item: HTMLElement,
   pixels: { values: Uint8Array; shape: number[] },
   row: number,
-  acts: Float32Array,
+  acts: Float32Array | null,
   grid: number[],
   scale: DivergingScale,
 ): void {
@@ -170,7 +191,7 @@ function drawThumb(
   const offset = row * height * width * 4;
   image.data.set(pixels.values.subarray(offset, offset + height * width * 4));
   const [gh, gw] = grid.length === 2 ? grid : [1, 1];
-  for (let y = 0; y < height; y++) {
+  for (let y = 0; acts && y < height; y++) {
     for (let x = 0; x < width; x++) {
       const cell = Math.floor((y * gh) / height) * gw + Math.floor((x * gw) / width);
       const [r, g, b] = scale.rgb(acts[cell]);

@@ -16,11 +16,14 @@ from ..core.images import ImageAdapter
 from ..core.scan import ScanResult, check_scan
 from ..core.stats import ROW_INTERVALS
 from ..core.text import TextAdapter
+from ..core.visualize import visualize
+from . import background
 from .base import bundle, handles
 from .layer_view import LayerView
 from .wire import encode
 
 CARD_CACHE = 32  # cards kept per widget, so that going back to a unit is instant
+VISUALIZE_STEPS = 256  # nw.visualize's default: a digits unit in about a second on one thread
 
 
 class FeatureCard(LayerView):
@@ -87,6 +90,38 @@ class FeatureCard(LayerView):
                 self._cards.popitem(last=False)
         self._cards.move_to_end(key)
         self.card = self._cards[key]
+        if self.card.get("modality") == "image" and "visualization" not in self.card:
+            self._start_visualization(key)
+
+    def _start_visualization(self, key: tuple[str, int, int]) -> None:
+        """Optimise an input for the card's unit in the background (``nw.visualize``: its spatial centre
+        for a channel of a conv layer); the card gains it as "what it responds to most" when done."""
+        layer, unit, _ = key
+        grid = tuple(self.scan[layer].positions_shape)
+        item = torch.as_tensor(self.examples.get(self.examples.start_index))  # (channels, height, width)
+        adapter = self.examples.images
+
+        def work(probe: Probe):
+            yield 0
+            image = visualize(
+                probe, layer, unit, size=tuple(item.shape[-2:]), channels=int(item.shape[0]), adapter=adapter,
+                position="center" if len(grid) == 2 else None, steps=VISUALIZE_STEPS,
+            )  # fmt: skip
+            acts = probe.run(image, [layer], output=False)[layer].values[0, :, unit]
+            return image, float(acts.max())
+
+        def publish(result: tuple[torch.Tensor, float], seconds: float) -> None:
+            image, value = result
+            card = self._cards.get(key)
+            if card is None:
+                return
+            pixels = encode(self.examples.pixels(image), "uint8")
+            card = {**card, "visualization": {"pixels": pixels, "value": value, "seconds": round(seconds, 2)}}
+            self._cards[key] = card
+            if (self.layer, (self.selected_units or [None])[0], self.shown) == key:
+                self.card = card
+
+        background.submit(self, "visualize", self.probe, work, publish, action="optimising an input for the card")
 
     def _make_card(self, layer: str, unit: int, shown: int) -> dict:
         if layer not in self.scan:

@@ -1,5 +1,6 @@
 """The explorer's panels fold: compact=True starts with the trace and the card folded (short output
-areas such as marimo's); unfolding one in the page tells the kernel and draws the view inside."""
+areas such as marimo's); unfolding one in the page tells the kernel and draws the view inside. The
+card of an image unit shows what the unit responds to most (an input optimised in the background)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,14 @@ def test_compact_explorer_folds_and_unfolds(lab):
     expect(explorer.locator("details.nw-panel-input")).not_to_have_attribute("open", "")
     expect(trace).not_to_have_attribute("open", "")
     lab.screenshot(explorer, "explorer_layout/folded_from_python.png")
+
+    # The card, unfolded: the unit's optimised input arrives from the background and is drawn.
+    card.locator("summary").click()
+    lab.poll("explorer.collapsed", "['trace', 'input']")
+    optimised = card.locator(".nw-optimised")
+    expect(optimised.locator("canvas")).to_be_visible(timeout=60_000)
+    value = float(lab.eval("print(explorer.card['visualization']['value'])"))
+    top = float(lab.eval("print(explorer.card['groups'][0]['examples'][0]['value'])"))
+    assert value > top, "the optimised input drives the unit harder than its top scanned example"
+    assert optimised.locator(".nw-optimised-caption").inner_text().startswith(f"{value:.4g}"[:4])
+    lab.screenshot(card, "explorer_layout/card_optimised.png")

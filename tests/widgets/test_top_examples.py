@@ -9,6 +9,7 @@ import pytest
 from frontend import FakeFrontend
 
 import neurowidgets as nw
+from neurowidgets.core.images import ImageAdapter
 from neurowidgets.core.text import TextAdapter
 from neurowidgets.widgets.top_examples import TopExamples
 from neurowidgets.widgets.wire import decode
@@ -178,3 +179,25 @@ def test_cards_from_kept_activations_equal_cards_from_the_model_text(tiny_lm, lm
         assert acts.shape[1] == 32  # the scan's positions; each row NaN past its text's tokens
         for row, tokens in enumerate(card["tokens"]):
             assert not np.isnan(acts[row, : len(tokens)]).any() and np.isnan(acts[row, len(tokens) :]).all()
+
+
+def test_an_image_card_gains_what_the_unit_responds_to_most(card_widget, digits):
+    from neurowidgets.widgets import background
+
+    background.wait(card_widget)
+    card = card_widget.card
+    shown = card["visualization"]
+    pixels = decode(shown["pixels"])
+    assert pixels.shape == (1, 8, 8, 4) and pixels.dtype == np.uint8
+    # The very input nw.visualize gives (seeded), and it drives the unit harder than any scanned example.
+    image = nw.visualize(nw.Probe(digits.model), "relu2", 3, size=8, position="center", channels=1)
+    np.testing.assert_array_equal(pixels, ImageAdapter().to_pixels(image))
+    acts = nw.Probe(digits.model).run(image, ["relu2"])["relu2"].values[0, :, 3]
+    assert shown["value"] == pytest.approx(float(acts.max()), rel=1e-4)
+    assert shown["value"] > card["groups"][0]["examples"][0]["value"]
+    # Another unit cancels the first's job; coming back shows the finished one with no new work.
+    card_widget.selected_units = [5]
+    background.wait(card_widget)
+    assert card_widget.card["unit"] == 5 and "visualization" in card_widget.card
+    card_widget.selected_units = [3]
+    assert card_widget.card["visualization"]["value"] == shown["value"] and not background.running(card_widget)
