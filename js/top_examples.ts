@@ -33,7 +33,7 @@ interface Card {
   activations?: WireArray;
   tokens?: string[][];
   pixels?: WireArray;
-  visualization?: { pixels: WireArray; value: number; seconds: number }; // an image unit's optimised input
+  visualization?: { pixels: WireArray; values: [number, number]; seconds: number }; // optimised inputs: most, least
 }
 
 export interface ExamplesState extends LayerState {
@@ -136,22 +136,27 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
   };
 }
 
-/** An image unit's optimised input (nw.visualize, computed in the background: "optimising…" until then). */
+/** An image unit's optimised inputs (nw.visualize, computed in the background: "optimising…" until then):
+ * what drives it up most and down most. */
 function drawVisualization(list: HTMLElement, card: Card): void {
   const heading = element("div", "nw-examples-group", list);
-  heading.textContent = "What it responds to most (an optimised input)";
+  heading.textContent = "What it responds to (optimised inputs)";
   const items = element("div", "nw-examples-thumbs nw-visualization", list);
-  const item = element("div", "nw-optimised", items); // not an example: nothing to open
-  const caption = element("span", "nw-optimised-caption", item);
   if (!card.visualization) {
-    caption.textContent = "optimising…";
+    element("span", "nw-optimised-caption", element("div", "nw-optimised", items)).textContent = "optimising…";
     return;
   }
+  const pixels = decodeBytes(card.visualization.pixels);
   const top = card.groups?.[0]?.examples[0]?.value;
-  caption.textContent = `${formatValue(card.visualization.value)} · ${card.visualization.seconds} s`;
-  item.title = `max over positions ${formatValue(card.visualization.value)}` +
-    (top === undefined ? "" : `; top scanned example ${formatValue(top)}`);
-  drawThumb(item, decodeBytes(card.visualization.pixels), 0, null, [], new DivergingScale(1));
+  ["most", "least"].forEach((which, row) => {
+    const item = element("div", "nw-optimised", items); // not an example: nothing to open
+    const value = card.visualization!.values[row];
+    element("span", "nw-optimised-caption", item).textContent = `${which}: ${formatValue(value)}`;
+    item.title = `${row ? "min" : "max"} over positions ${formatValue(value)}` +
+      (top === undefined || row ? "" : `; top scanned example ${formatValue(top)}`) +
+      ` · ${card.visualization!.seconds} s`;
+    drawThumb(item, pixels, row, null, [], new DivergingScale(1));
+  });
 }
 
 /** Tokens around the firing position, each on the colour of this unit's activation there. */

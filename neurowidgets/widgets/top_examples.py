@@ -94,29 +94,39 @@ class FeatureCard(LayerView):
             self._start_visualization(key)
 
     def _start_visualization(self, key: tuple[str, int, int]) -> None:
-        """Optimise an input for the card's unit in the background (``nw.visualize``: its spatial centre
-        for a channel of a conv layer); the card gains it as "what it responds to most" when done."""
+        """Optimise inputs for the card's unit in the background (``nw.visualize``, at its spatial centre
+        for a channel of a conv layer): what drives it up most and down most; the card gains them as
+        "what it responds to" when done (``visualization``: pixels, the max and the min over positions)."""
         layer, unit, _ = key
         grid = tuple(self.scan[layer].positions_shape)
         item = torch.as_tensor(self.examples.get(self.examples.start_index))  # (channels, height, width)
         adapter = self.examples.images
 
         def work(probe: Probe):
-            yield 0
-            image = visualize(
-                probe, layer, unit, size=tuple(item.shape[-2:]), channels=int(item.shape[0]), adapter=adapter,
-                position="center" if len(grid) == 2 else None, steps=VISUALIZE_STEPS,
-            )  # fmt: skip
-            acts = probe.run(image, [layer], output=False)[layer].values[0, :, unit]
-            return image, float(acts.max())
+            found = []
+            for negative in (False, True):  # what drives the unit up most, then down most
+                yield len(found)
+                image = visualize(
+                    probe, layer, unit, size=tuple(item.shape[-2:]), channels=int(item.shape[0]), adapter=adapter,
+                    position="center" if len(grid) == 2 else None, steps=VISUALIZE_STEPS, negative=negative,
+                )  # fmt: skip
+                acts = probe.run(image, [layer], output=False)[layer].values[0, :, unit]
+                found.append((image, float(acts.min() if negative else acts.max())))
+            return found
 
-        def publish(result: tuple[torch.Tensor, float], seconds: float) -> None:
-            image, value = result
+        def publish(result: list[tuple[torch.Tensor, float]], seconds: float) -> None:
             card = self._cards.get(key)
             if card is None:
                 return
-            pixels = encode(self.examples.pixels(image), "uint8")
-            card = {**card, "visualization": {"pixels": pixels, "value": value, "seconds": round(seconds, 2)}}
+            (most, high), (least, low) = result
+            card = {
+                **card,
+                "visualization": {
+                    "pixels": encode(self.examples.pixels(torch.cat([most, least])), "uint8"),
+                    "values": [high, low],
+                    "seconds": round(seconds, 2),
+                },
+            }
             self._cards[key] = card
             if (self.layer, (self.selected_units or [None])[0], self.shown) == key:
                 self.card = card

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 from frontend import FakeFrontend
 
 import neurowidgets as nw
@@ -188,16 +189,18 @@ def test_an_image_card_gains_what_the_unit_responds_to_most(card_widget, digits)
     card = card_widget.card
     shown = card["visualization"]
     pixels = decode(shown["pixels"])
-    assert pixels.shape == (1, 8, 8, 4) and pixels.dtype == np.uint8
-    # The very input nw.visualize gives (seeded), and it drives the unit harder than any scanned example.
-    image = nw.visualize(nw.Probe(digits.model), "relu2", 3, size=8, position="center", channels=1)
-    np.testing.assert_array_equal(pixels, ImageAdapter().to_pixels(image))
-    acts = nw.Probe(digits.model).run(image, ["relu2"])["relu2"].values[0, :, 3]
-    assert shown["value"] == pytest.approx(float(acts.max()), rel=1e-4)
-    assert shown["value"] > card["groups"][0]["examples"][0]["value"]
+    assert pixels.shape == (2, 8, 8, 4) and pixels.dtype == np.uint8  # most, least
+    # The very inputs nw.visualize gives (seeded); the first drives the unit harder than any scanned example.
+    probe = nw.Probe(digits.model)
+    most = nw.visualize(probe, "relu2", 3, size=8, position="center", channels=1)
+    least = nw.visualize(probe, "relu2", 3, size=8, position="center", channels=1, negative=True)
+    np.testing.assert_array_equal(pixels, ImageAdapter().to_pixels(torch.cat([most, least])))
+    acts = probe.run(torch.cat([most, least]), ["relu2"])["relu2"].values[:, :, 3]
+    assert shown["values"] == pytest.approx([float(acts[0].max()), float(acts[1].min())], rel=1e-4)
+    assert shown["values"][0] > card["groups"][0]["examples"][0]["value"]
     # Another unit cancels the first's job; coming back shows the finished one with no new work.
     card_widget.selected_units = [5]
     background.wait(card_widget)
     assert card_widget.card["unit"] == 5 and "visualization" in card_widget.card
     card_widget.selected_units = [3]
-    assert card_widget.card["visualization"]["value"] == shown["value"] and not background.running(card_widget)
+    assert card_widget.card["visualization"]["values"] == shown["values"] and not background.running(card_widget)
