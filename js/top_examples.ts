@@ -34,6 +34,8 @@ interface Card {
   tokens?: string[][];
   pixels?: WireArray;
   visualization?: { pixels: WireArray; values: [number, number]; seconds: number }; // optimised inputs: most, least
+  logits?: { raised: [string, number][]; lowered: [string, number][] }; // a text unit's direct logit effects
+  logits_note?: string; // why there are none (no unembedding, …)
 }
 
 export interface ExamplesState extends LayerState {
@@ -87,6 +89,7 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
 
     const pixels = card.pixels ? decodeBytes(card.pixels) : null;
     if (card.modality === "image") drawVisualization(list, card);
+    if (card.modality === "text") drawLogits(list, card);
     let row = 0;
     for (const group of card.groups) {
       if (!group.examples.length) continue;
@@ -134,6 +137,25 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
     model.off("change:card", draw);
     model.off("change:current_index", onCurrent);
   };
+}
+
+/** The tokens a text unit's output raises and lowers most along the direct path (token text, never HTML). */
+function drawLogits(list: HTMLElement, card: Card): void {
+  const heading = element("div", "nw-examples-group", list);
+  heading.textContent = "Top logits (direct effect on the next-token logits)";
+  if (!card.logits) {
+    element("div", "nw-logits-note", list).textContent = card.logits_note ?? "";
+    return;
+  }
+  for (const [label, entries] of [["raises", card.logits.raised], ["lowers", card.logits.lowered]] as const) {
+    const line = element("div", `nw-logits nw-logits-${label}`, list);
+    element("span", "nw-logits-label", line).textContent = label;
+    for (const [token, value] of entries) {
+      const chip = element("span", "nw-token", line);
+      chip.textContent = token;
+      chip.title = `${token} · ${formatValue(value)}`;
+    }
+  }
 }
 
 /** An image unit's optimised inputs (nw.visualize, computed in the background: "optimising…" until then):

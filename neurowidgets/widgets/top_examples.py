@@ -13,6 +13,7 @@ from torch import nn
 from ..core import Probe
 from ..core.examples import Examples, unit_activations
 from ..core.images import ImageAdapter
+from ..core.lm import top_logits
 from ..core.scan import ScanResult, check_scan
 from ..core.stats import ROW_INTERVALS
 from ..core.text import TextAdapter
@@ -23,6 +24,7 @@ from .layer_view import LayerView
 from .wire import encode
 
 CARD_CACHE = 32  # cards kept per widget, so that going back to a unit is instant
+LOGITS_SHOWN = 8  # tokens raised and lowered shown in a text unit's card
 VISUALIZE_STEPS = 256  # nw.visualize's default: a digits unit in about a second on one thread
 
 
@@ -92,6 +94,17 @@ class FeatureCard(LayerView):
         self.card = self._cards[key]
         if self.card.get("modality") == "image" and "visualization" not in self.card:
             self._start_visualization(key)
+
+    def _logit_effects(self, layer: str, unit: int) -> dict[str, Any]:
+        """The tokens the unit's output raises and lowers most along the direct path (``nw.top_logits``),
+        or why a language model's logits cannot say (no unembedding, no projection reading the layer)."""
+        try:
+            raised, lowered = top_logits(
+                self.probe, layer, [unit], k=LOGITS_SHOWN, tokenizer=self.examples.text.tokenizer
+            )[unit]
+        except ValueError as error:
+            return {"logits_note": str(error)}
+        return {"logits": {"raised": [[t, v] for _, t, v in raised], "lowered": [[t, v] for _, t, v in lowered]}}
 
     def _start_visualization(self, key: tuple[str, int, int]) -> None:
         """Optimise inputs for the card's unit in the background (``nw.visualize``, at its spatial centre
@@ -169,6 +182,7 @@ class FeatureCard(LayerView):
             card["activations"] = encode(unit_activations(stats, unit, indices, inputs, self.probe))
             if self.examples.modality == "text":
                 card["tokens"] = self.examples.tokens(inputs)
+                card.update(self._logit_effects(layer, unit))
             elif self.examples.modality == "image":
                 card["pixels"] = encode(self.examples.pixels(torch.as_tensor(inputs)), "uint8")
         return card

@@ -48,6 +48,13 @@ def test_language_model_picker_groups_and_card_from_the_scan(lab):
     explorer.locator(".nw-examples-title", has_text="Unit 5 of transformer.h.1.mlp.act").wait_for()
     explorer.locator(".nw-example").first.wait_for()
     assert lab.eval("print(len(calls))") == "0"
+    # Its top logits: the tokens its output raises most, as text, in the kernel's order.
+    raised = explorer.locator(".nw-logits-raises .nw-token")
+    raised.first.wait_for()
+    expected = lab.eval("print('\\n'.join(t for t, _ in explorer.card['logits']['raised']))").splitlines()
+    assert [raised.nth(i).inner_text() for i in range(raised.count())] == expected
+    explorer.locator(".nw-panel-examples").scroll_into_view_if_needed()
+    lab.screenshot(explorer.locator(".nw-panel-examples"), "language_model/unit5_card.png")
     lab.screenshot(explorer, "language_model/unit5.png")
 
     # Another layer from the picker's "attention output" group: the kernel and every view follow.

@@ -204,3 +204,26 @@ def test_an_image_card_gains_what_the_unit_responds_to_most(card_widget, digits)
     assert card_widget.card["unit"] == 5 and "visualization" in card_widget.card
     card_widget.selected_units = [3]
     assert card_widget.card["visualization"]["values"] == shown["values"] and not background.running(card_widget)
+
+
+def test_a_text_units_card_lists_its_top_logits(tiny_lm, lm_tokenizer):
+    model = tiny_lm("gpt2")
+    texts = ["The cat sat on the mat.", "import numpy as np", "A dog barked at night.", "def f(x): return x"]
+    layer = "transformer.h.1.mlp.act"
+    scan = nw.scan(model, texts, [layer], tokenizer=lm_tokenizer, k=4, progress=False, cache=False)
+    view = nw.explore(model, texts[0], data=texts, scan=scan, tokenizer=lm_tokenizer, selected_units=[7])
+    raised, lowered = nw.top_logits(view.probe, layer, 7, k=8, tokenizer=lm_tokenizer)[7]
+    assert view.card["logits"] == {
+        "raised": [[t, v] for _, t, v in raised],
+        "lowered": [[t, v] for _, t, v in lowered],
+    }
+
+
+def test_a_model_without_an_unembedding_says_why_its_card_has_no_logits(minilm):
+    model, tokenizer = minilm
+    texts = ["The cat sat on the mat.", "import numpy as np"]
+    layer = "encoder.layer.2.intermediate"
+    scan = nw.scan(model, texts, [layer], tokenizer=tokenizer, k=2, progress=False, cache=False)
+    view = nw.explore(model, texts[0], data=texts, scan=scan, tokenizer=tokenizer, selected_units=[3])
+    assert "logits" not in view.card and "no unembedding" in view.card["logits_note"]
+    assert view.card["groups"][0]["examples"]  # the rest of the card is there
