@@ -120,6 +120,18 @@ export function initializeBokeh({ model }: { model: AnyModel<BokehState> }): () 
 }
 
 /** Draw the figure of a BokehHost model into `parent`; returns the cleanup. Other views reuse it. */
+/** Resolves true once ``el`` is in the document (checked each frame), false if the view is disposed first. */
+function attached(el: HTMLElement, disposed: () => boolean): Promise<boolean> {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (el.isConnected) resolve(true);
+      else if (disposed()) resolve(false);
+      else requestAnimationFrame(check);
+    };
+    check();
+  });
+}
+
 export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): () => void {
   const errorBox = element("div", "nw-error", parent);
   const plot = element("div", "nw-bokeh-plot", parent);
@@ -132,6 +144,7 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
   showError();
 
   let doc: BokehDocument | null = null;
+  let disposed = false;
   const sources = new Map<string, Source>();
   const listeners = new Map<string, () => void>();
   const disconnect = () => {
@@ -166,6 +179,9 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
     plot.replaceChildren();
     delete plot.dataset.ready;
     const Bokeh = await loadBokeh(model);
+    // BokehJS embeds only into an element under <body>; a host may render a view before attaching it
+    // (JupyterLab restoring a saved notebook does).
+    if (!(await attached(plot, () => disposed))) return;
     doc = documentOf(await Bokeh.embed.embed_item(JSON.parse(model.get("item")), plot));
     applyPatches();
     // One tap changes several sources' selections, one signal each: send them as one request. A
@@ -213,6 +229,7 @@ export function renderBokeh(model: AnyModel<BokehState>, parent: HTMLElement): (
   model.on("change:patches", applyPatches);
   model.on("change:selections", fromKernel);
   return () => {
+    disposed = true;
     disconnect();
     requests.dispose();
     model.off("change:error", showError);
