@@ -28,6 +28,17 @@ LOGITS_SHOWN = 8  # tokens raised and lowered shown in a text unit's card
 VISUALIZE_STEPS = 256  # nw.visualize's default: a digits unit in about a second on one thread
 
 
+def scanned_text(scan: ScanResult, text: TextAdapter | Any) -> TextAdapter | None:
+    """The adapter that tokenizes examples as ``scan`` did: ``text`` (a tokenizer or an adapter, whose
+    tokenizer options are kept) truncated to the scan's recorded ``max_length``, not the live input's."""
+    if text is None:
+        return None
+    if not isinstance(text, TextAdapter):
+        text = TextAdapter(text)
+    max_length = scan.info.get("max_length", text.max_length)
+    return text if max_length == text.max_length else TextAdapter(text.tokenizer, max_length, **text.tokenizer_kwargs)
+
+
 class FeatureCard(LayerView):
     """The card's state and computation, for any view that composes it (see :class:`TopExamples`)."""
 
@@ -48,8 +59,7 @@ class FeatureCard(LayerView):
     ) -> None:
         """Use ``scan`` of ``data`` (indexed as the scan numbered it) for the card."""
         check_scan(scan)
-        if text is None and tokenizer is not None:
-            text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))
+        text = scanned_text(scan, text if text is not None else tokenizer)
         self.examples = Examples(data, text=text, images=images, start_index=scan.start_index)
         self.scan = scan
         self._cards: OrderedDict[tuple[str, int, int], dict] = OrderedDict()
@@ -221,8 +231,7 @@ class TopExamples(FeatureCard):
         images: ImageAdapter | None = None,
         **kwargs: Any,
     ):
-        if text is None and tokenizer is not None:
-            text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))
+        text = scanned_text(scan, text if text is not None else tokenizer)
         examples = Examples(data, text=text, images=images, start_index=getattr(scan, "start_index", 0))
         current = -1
         if inputs is None:

@@ -227,3 +227,27 @@ def test_a_model_without_an_unembedding_says_why_its_card_has_no_logits(minilm):
     view = nw.explore(model, texts[0], data=texts, scan=scan, tokenizer=tokenizer, selected_units=[3])
     assert "logits" not in view.card and "no unembedding" in view.card["logits_note"]
     assert view.card["groups"][0]["examples"]  # the rest of the card is there
+
+
+@pytest.mark.parametrize("max_length", [32, 256])
+def test_a_card_shows_exactly_the_tokens_the_scan_saw(tiny_lm, lm_tokenizer, max_length):
+    """The scan records its max_length; a card tokenizes its examples again with it, whatever the
+    explorer's own max_length (the live input's) is."""
+    from pydoc_data.topics import topics
+
+    words = topics["if"].split() + topics["while"].split()
+    texts = [" ".join(words[: 300]), " ".join(words[40:52]), " ".join(words[100:400])]  # long and short
+    model, layer = tiny_lm("gpt2"), "transformer.h.1.mlp.act"
+    scan = nw.scan(model, texts, [layer], k=3, tokenizer=lm_tokenizer, max_length=max_length, progress=False, cache=False)
+    scanned = TextAdapter(lm_tokenizer, max_length=max_length)
+    for widget in (
+        TopExamples(model, layer, scan, texts, tokenizer=lm_tokenizer, selected_units=[4]),
+        nw.explore(model, "a live input", texts, scan=scan, tokenizer=lm_tokenizer, selected_units=[4]),
+    ):
+        card = widget.card
+        top = card["groups"][0]["examples"]
+        assert [len(t) for t in card["tokens"][: len(top)]] == [len(scanned.tokens(texts[e["index"]])) for e in top]
+        for row, example in enumerate(top):
+            assert card["tokens"][row] == scanned.tokens(texts[example["index"]])
+            assert example["position"] < len(card["tokens"][row])  # the firing token is one the card shows
+        assert decode(card["activations"]).shape[1] == max(len(t) for t in card["tokens"])
