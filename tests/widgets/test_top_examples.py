@@ -236,9 +236,11 @@ def test_a_card_shows_exactly_the_tokens_the_scan_saw(tiny_lm, lm_tokenizer, max
     from pydoc_data.topics import topics
 
     words = topics["if"].split() + topics["while"].split()
-    texts = [" ".join(words[: 300]), " ".join(words[40:52]), " ".join(words[100:400])]  # long and short
+    texts = [" ".join(words[:300]), " ".join(words[40:52]), " ".join(words[100:400])]  # long and short
     model, layer = tiny_lm("gpt2"), "transformer.h.1.mlp.act"
-    scan = nw.scan(model, texts, [layer], k=3, tokenizer=lm_tokenizer, max_length=max_length, progress=False, cache=False)
+    scan = nw.scan(
+        model, texts, [layer], k=3, tokenizer=lm_tokenizer, max_length=max_length, progress=False, cache=False
+    )
     scanned = TextAdapter(lm_tokenizer, max_length=max_length)
     for widget in (
         TopExamples(model, layer, scan, texts, tokenizer=lm_tokenizer, selected_units=[4]),
