@@ -708,6 +708,32 @@ def poll_kernel(
         time.sleep(interval)
 
 
+def wait_until(check: Callable[[], Any], what: str, timeout: float = POLL_TIMEOUT, interval: float = 0.05) -> Any:
+    """Call ``check()`` until it returns something truthy and return that: for state that arrives
+    asynchronously (the kernel's answer drawn in the page, a file the server is writing). On timeout
+    the error says what never happened and the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} never happened within {timeout:.0f} s; last: {last!r}")
+        time.sleep(interval)
+
+
+_NEXT_PAINT = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
+def unhover(page: Any) -> None:
+    """No focus ring, hover tooltip or hover highlight over a screenshot: blur, move the mouse to a
+    corner, wait until no bokeh tooltip shows and the next frame is painted."""
+    page.evaluate("document.activeElement?.blur()")
+    page.mouse.move(5, 5)
+    wait_until(lambda: page.locator(".bk-tooltip-content:visible").count() == 0, "the hover tooltip hidden")
+    page.evaluate(_NEXT_PAINT)
+
+
 # ----------------------------------------------------------------------------------------------
 # The `lab` fixture: the helpers bound to this test's page and server
 # ----------------------------------------------------------------------------------------------

@@ -7,17 +7,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from servers import serve
+
 MARIMO = Path(sys.executable).parent / "marimo"
-START_TIMEOUT = 60
 POLL_TIMEOUT = 60
 
 STATE_CELL = """
@@ -54,39 +52,15 @@ def with_state_cell(notebook: Path, target: Path, widgets: list[str], state_file
     return target
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def marimo_server(mode: str, notebook: Path, log: Path) -> Iterator[str]:
+def marimo_server(mode: str, notebook: Path, log: Path) -> contextlib.AbstractContextManager[str]:
     """``marimo run`` or ``marimo edit`` serving ``notebook``; yields its URL."""
-    port = _free_port()
-    args = [str(MARIMO), mode, str(notebook), "--headless", "--port", str(port), "--host", "127.0.0.1"]
-    args += ["--no-token", "--skip-update-check"] if mode == "edit" else []
+
+    def args(port: int) -> list[str]:
+        args = [str(MARIMO), mode, str(notebook), "--headless", "--port", str(port), "--host", "127.0.0.1"]
+        return args + (["--no-token", "--skip-update-check"] if mode == "edit" else [])
+
     env = {**os.environ, "MARIMO_SKIP_UPDATE_CHECK": "1"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=notebook.parent, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                urllib.request.urlopen(url + "health", timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"marimo {mode} did not start:\n{log.read_text()[-3000:]}") from None
-                time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    return serve(args, "health", log, cwd=notebook.parent, env=env)
 
 
 def read_state(state_file: Path) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ import json
 import re
 
 from bokeh_page import canvas_ink, data_point, source
+from conftest import unhover, wait_until
 from grid_page import click_unit
 
 CELLS = [
@@ -30,16 +31,6 @@ CELLS = [
     "dist = Distributions(s, follow=ex)\ndist",
     "co = CoActivation(ex)\nco",
 ]
-
-
-def wait_for(page, check, what: str, tries: int = 50):
-    """Poll the page until ``check()`` is truthy (changes from the kernel arrive asynchronously)."""
-    for _ in range(tries):
-        result = check()
-        if result:
-            return result
-        page.wait_for_timeout(100)
-    raise AssertionError(f"the page never showed {what}")
 
 
 def isolated(xs: list[float], ys: list[float]) -> int:
@@ -99,7 +90,7 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     lab.eval("co.wait(timeout=60)")  # the sample's maxima, computed in the background
     first = json.loads(lab.eval("print(ex.selected_units)"))
     assert len(first) == 1
-    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == set(first), f"the histogram of unit {first}")
+    wait_until(lambda: drawn_units(dist, "nw-dist-bins") == set(first), f"the histogram of unit {first}")
     for host, plot in ((dist, 0), (co, 0), (co, 1)):
         host.scroll_into_view_if_needed()
         ink = canvas_ink(host, plot)
@@ -113,7 +104,7 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     co.scroll_into_view_if_needed()
     page.mouse.click(*data_point(co, 0, str(a), str(b)))
     lab.poll("ex.selected_units", str([a, b]))
-    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == {a, b}, f"the histograms of units {a}, {b}")
+    wait_until(lambda: drawn_units(dist, "nw-dist-bins") == {a, b}, f"the histograms of units {a}, {b}")
     pair = source(co, "nw-coact-pair")["data"]
     assert sorted(zip(pair["x"], pair["y"], strict=True)) == sorted([(str(a), str(b)), (str(b), str(a))])
     assert lab.eval("print(co.matrix_units)").strip() == str(units)  # the matrix kept its units
@@ -121,8 +112,7 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     scatter = source(co, "nw-coact-scatter")["data"]
     expected = json.loads(lab.eval(f"print(co.activations()[:, {a}].tolist())"))
     assert max(abs(x - e) for x, e in zip(scatter["x"], expected, strict=True)) < 1e-4
-    page.mouse.move(5, 5)  # no hover tooltip over the screenshots
-    page.wait_for_timeout(300)
+    unhover(page)
     lab.screenshot(co, "companions/coactivation_cell.png")
     dist.scroll_into_view_if_needed()
     lab.screenshot(dist, "companions/distributions_two_units.png")
@@ -132,11 +122,10 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     grid = page.locator(".nw-explorer canvas.nw-grid-canvas")
     click_unit(page, grid, unit)
     lab.poll("ex.selected_units", str([unit]))
-    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == {unit}, f"the histogram of unit {unit}")
-    wait_for(page, lambda: str(unit) in source(co, "nw-coact-pair")["data"]["x"], f"unit {unit}'s pair")
+    wait_until(lambda: drawn_units(dist, "nw-dist-bins") == {unit}, f"the histogram of unit {unit}")
+    wait_until(lambda: str(unit) in source(co, "nw-coact-pair")["data"]["x"], f"unit {unit}'s pair")
     assert unit in {int(u) for u in source(co, "nw-coact-matrix")["data"]["a"]}
-    page.mouse.move(5, 5)
-    page.wait_for_timeout(300)
+    unhover(page)
     dist.scroll_into_view_if_needed()
     lab.screenshot(dist, "companions/distributions_grid_unit.png")
     co.scroll_into_view_if_needed()
@@ -148,13 +137,13 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     co.scroll_into_view_if_needed()
     page.mouse.click(*data_point(co, 1, scatter["x"][row], scatter["y"][row]))
     lab.poll("ex.current_index", str(scatter["example"][row]))
-    wait_for(page, lambda: source(co, "nw-coact-scatter")["indices"] == [row], "the tapped point marked")
+    wait_until(lambda: source(co, "nw-coact-scatter")["indices"] == [row], "the tapped point marked")
     top = source(dist, "nw-dist-top")["data"]
     row = isolated(top["x"], [0.0] * len(top["x"]))
     dist.scroll_into_view_if_needed()
     page.mouse.click(*data_point(dist, 0, top["x"][row], top["y"][row]))
     lab.poll("ex.current_index", str(top["example"][row]))
-    current = wait_for(page, lambda: source(dist, "nw-dist-current")["data"]["x"], "the current line")
+    current = wait_until(lambda: source(dist, "nw-dist-current")["data"]["x"], "the current line")
     assert abs(current[0] - top["x"][row]) < 1e-3  # the dashed line moved onto the tapped triangle
 
     # A layer with dead (constant) units: their correlations are grey, "n/a".
@@ -162,14 +151,13 @@ def test_companions_follow_the_explorer_and_select_in_it(lab):
     record_titles(co, 0)  # the progress may last a moment only: every title it takes is kept
     lab.eval(f'ex.layer = "relu2"; ex.selected_units = [{dead}, 3, 5]')
     progress = re.compile(r"relu2: sampling \d+/256 examples(, \d+\.\d s)?")
-    wait_for(page, lambda: len(source(co, "nw-coact-matrix")["data"]["r"]) == 9, "a 3×3 matrix")
+    wait_until(lambda: len(source(co, "nw-coact-matrix")["data"]["r"]) == 9, "a 3×3 matrix")
     assert any(progress.fullmatch(t) for t in recorded_titles(co)), recorded_titles(co)
     assert title(co, 0) == "relu2: correlation of unit maxima over 256 examples"
     texts = source(co, "nw-coact-matrix")["data"]["r_text"]
     assert texts.count("n/a (a constant unit)") == 5  # the dead unit's row and column
-    wait_for(page, lambda: drawn_units(dist, "nw-dist-bins") == {dead, 3, 5}, "relu2's histograms")
-    page.mouse.move(5, 5)
-    page.wait_for_timeout(300)
+    wait_until(lambda: drawn_units(dist, "nw-dist-bins") == {dead, 3, 5}, "relu2's histograms")
+    unhover(page)
     co.scroll_into_view_if_needed()
     lab.screenshot(co, "companions/coactivation_dead_unit.png")
     dist.scroll_into_view_if_needed()

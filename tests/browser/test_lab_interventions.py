@@ -10,6 +10,7 @@ import json
 import re
 
 from bokeh_page import source
+from conftest import unhover, wait_until
 from grid_page import click_unit
 
 UNITS = [39, 20, 46, 2]  # the most active relu3 units on test image 0: scaling them by -1 flips it
@@ -53,25 +54,21 @@ def page_bars(host) -> dict:
 
 
 def wait_for_bars(page, host, expected: dict) -> dict:
-    """Poll the bars as BokehJS holds them until they equal the kernel's (patches arrive in order)."""
-    for _ in range(100):
+    """Wait until the bars as BokehJS holds them equal the kernel's (patches arrive in order)."""
+
+    def drawn_matches():
         drawn = page_bars(host)
-        if drawn.get("label") == expected["label"] and all(
+        same = drawn.get("label") == expected["label"] and all(
             abs(a - b) < 1e-5 for a, b in zip(drawn.get("after", []), expected["after"], strict=False)
-        ):
-            return drawn
-        page.wait_for_timeout(100)
-    raise AssertionError(f"the page's bars {drawn} never matched the kernel's {expected}")
+        )
+        return drawn if same else None
+
+    return wait_until(drawn_matches, f"the page's bars matching the kernel's {expected}")
 
 
-def wait_for_text(page, locator, check, what: str) -> str:
-    """Poll an element's text until ``check(text)`` holds (the kernel's background work arrives later)."""
-    for _ in range(300):
-        text = locator.inner_text()
-        if check(text):
-            return text
-        page.wait_for_timeout(50)
-    raise AssertionError(f"the page never showed {what}; last: {text!r}")
+def wait_for_text(locator, check, what: str) -> str:
+    """Wait until an element's text satisfies ``check`` (the kernel's background work arrives later)."""
+    return wait_until(lambda: (lambda text: check(text) and text)(locator.inner_text()), f"the page showing {what}")
 
 
 def matches_hand(lab, edit: str) -> None:
@@ -115,7 +112,7 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     slider = panel.locator("input[type=range]")
     assert slider.input_value() == "2"  # scale starts at 2 (the mode's default)
     slider.fill("-1")
-    wait_for_text(page, status, PROGRESS.fullmatch, "the sample's progress")  # the sample follows
+    wait_for_text(status, PROGRESS.fullmatch, "the sample's progress")  # the sample follows
     lab.screenshot(panel, "interventions/sample_progress.png")
     lab.poll("panel.strength", "-1.0")
     matches_hand(lab, f"nw.scale({UNITS}, -1.0)")
@@ -124,14 +121,12 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     wait_for_bars(page, host=panel, expected=expected)
     assert panel.locator(".nw-number").input_value() == "-1"
     # Then its result, by hand.
-    wait_for_text(page, status, DONE.fullmatch, "the sample's size and time")
+    wait_for_text(status, DONE.fullmatch, "the sample's size and time")
     assert DONE.fullmatch(status.inner_text())[1] == "100"
     kernel_effect = lab.eval("print(panel.sample_effect)").strip()
     assert sample_text.inner_text() == kernel_effect
     assert kernel_effect.startswith(lab.eval(f"print(hand_effect(nw.scale({UNITS}, -1.0)))").strip())
-    page.evaluate("document.activeElement.blur()")  # no focus ring, no hover tooltip over the screenshot
-    page.mouse.move(5, 5)
-    page.wait_for_timeout(200)
+    unhover(page)
     lab.screenshot(panel, "interventions/scale_minus_one.png")
 
     # A burst of slider moves (as a drag sends them): the last value wins, in the kernel and the page.
@@ -153,8 +148,8 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     lab.eval("panel.wait(timeout=60)")
     kernel_effect = lab.eval("print(panel.sample_effect)").strip()
     assert kernel_effect.startswith(lab.eval(f"print(hand_effect(nw.scale({UNITS}, 0.25)))").strip())
-    wait_for_text(page, sample_text, lambda text: text == kernel_effect, "the last move's sample effect")
-    wait_for_text(page, status, DONE.fullmatch, "the sample's size and time")
+    wait_for_text(sample_text, lambda text: text == kernel_effect, "the last move's sample effect")
+    wait_for_text(status, DONE.fullmatch, "the sample's size and time")
 
     # A bigger sample: the button asks for twice as many examples.
     more = panel.locator("button.nw-iv-more")
@@ -165,8 +160,8 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     kernel_effect = lab.eval("print(panel.sample_effect)").strip()
     assert kernel_effect.startswith("over 200 examples of the data: accuracy ")
     assert kernel_effect.startswith(lab.eval(f"print(hand_effect(nw.scale({UNITS}, 0.25)))").strip())
-    wait_for_text(page, sample_text, lambda text: text == kernel_effect, "the bigger sample's effect")
-    wait_for_text(page, status, lambda text: (DONE.fullmatch(text) or [0, 0])[1] == "200", "200 examples")
+    wait_for_text(sample_text, lambda text: text == kernel_effect, "the bigger sample's effect")
+    wait_for_text(status, lambda text: (DONE.fullmatch(text) or [0, 0])[1] == "200", "200 examples")
 
     # Clamp: the slider's range follows the layer's activations; ablate disables it.
     panel.locator("select").select_option("clamp")
@@ -221,9 +216,7 @@ def test_masked_language_model_tokens_in_the_page(lab):
         f"Δ {c:+.3g}" for c in json.loads(lab.eval("print(json.dumps(panel.comparison.change.tolist()))"))
     ]
     assert panel.locator(".nw-iv-effect").is_hidden()  # no data: no sample line
-    page.evaluate("document.activeElement.blur()")  # no focus ring over the screenshot
-    page.mouse.move(5, 5)
-    page.wait_for_timeout(200)
+    unhover(page)
     lab.screenshot(panel, "interventions/masked_lm_clamp.png")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from bokeh_page import canvas_ink, data_point, source, wait_for_source
-from conftest import wait_until_still
+from conftest import unhover, wait_until_still
 
 CELLS = [
     "import neurowidgets as nw\n"
@@ -63,8 +63,7 @@ def test_layer_health_renders_offline_and_opens_a_layer_in_the_explorer(lab):
     lab.poll("explorer.selected_units == hot_scan['relu2'].dead().tolist() != []", "True")
     grid.and_(page.locator("[aria-label='16 units of layer relu2']")).wait_for()
     assert page.locator(".nw-explorer select.nw-select").first.input_value() == "relu2"
-    page.mouse.move(5, 5)  # no hover tooltip over the screenshot
-    page.wait_for_timeout(200)
+    unhover(page)
     lab.screenshot(host, "layer_health/relu2_selected.png")
     lab.screenshot(page.locator(".nw-explorer"), "layer_health/explorer_relu2_dead_units.png")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from bokeh_page import canvas_ink, source, wait_for_source
-from conftest import KERNEL_READY_TIMEOUT
+from conftest import KERNEL_READY_TIMEOUT, wait_until
 from grid_page import click_unit, pixel
 
 SAVED = "quickstart_saved.ipynb"
@@ -81,16 +81,17 @@ def test_saved_notebook_restores_widgets_without_kernel(lab_saving_widgets):
         "?.title?.className?.includes('jp-mod-dirty')"
     )
     path = server.root / SAVED
-    raw, notebook = b"", {"metadata": {}}
-    for _ in range(100):  # the server may still be writing the file
-        if path.stat().st_mtime_ns != before:
-            raw = path.read_bytes()
-            try:
-                notebook = json.loads(raw)
-                break
-            except ValueError:
-                pass
-        page.wait_for_timeout(100)
+
+    def saved_notebook():  # the server may still be writing the file
+        if path.stat().st_mtime_ns == before:
+            return None
+        raw = path.read_bytes()
+        try:
+            return raw, json.loads(raw)
+        except ValueError:
+            return None
+
+    raw, notebook = wait_until(saved_notebook, "the saved notebook written")
     state = notebook["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
     assert state, "saveState on, but no widget state in the saved notebook"
     models = state["state"]

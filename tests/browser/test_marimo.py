@@ -105,9 +105,17 @@ def test_marimo_explorer_layer_health_and_distributions(page, tmp_path, mode):
         relu1 = dead["layer"].index("relu1")
         assert dead["dead_count"][relu1] > 0, "the lr=0.05 network has dead relu1 units"
         page.mouse.click(*data_point(health, 0, dead["dead"][relu1] / 2, ["relu1", -0.17]))
-        state = poll_state(state_file, lambda s: s["explorer"]["layer"] == "relu1", "relu1 open")
+        # The layer and the selection are two trait changes (two dumps): wait for both.
+        state = poll_state(
+            state_file,
+            lambda s: (
+                s["explorer"]["layer"] == "relu1"
+                and s["health"]["layer"] == "relu1"
+                and s["explorer"]["selected_units"] == s["health"]["selected_units"] != []
+            ),
+            "relu1 open with the same dead units selected in the explorer and the health view",
+        )
         dead_units = state["health"]["selected_units"]
-        assert dead_units and state["explorer"]["selected_units"] == dead_units
         grid.and_(page.locator("[aria-label='8 units of layer relu1']")).wait_for()
         click_unit(page, grid, 7 if 7 not in dead_units else 6)
         state = poll_state(state_file, lambda s: len(s["explorer"]["selected_units"]) == 1, "a relu1 unit clicked")
