@@ -30,7 +30,7 @@ from .stats import HISTOGRAM, QUANTILE_CELLS, LayerStats, Workspace, known_bound
 from .text import TextAdapter
 
 #: Changes whenever a scan of the same inputs would give different statistics (part of the cache key).
-STATS_VERSION = 2  # 2: kept activation rows (keep_activations)
+STATS_VERSION = 3  # 2: kept activation rows (keep_activations); 3: bottom-k examples
 
 
 class ScanResult(Mapping[str, LayerStats]):

@@ -18,22 +18,31 @@ What is kept per unit, over every valid position of every example (padding exclu
 - the exact top-k examples: an example enters by its maximum over positions, at most once, as
   (value, example index, position index); ties go to the lower example index, and within one example
   to the lower position;
+- the exact bottom-k examples (most negative first), the same by each example's minimum over positions
+  (GELU, SiLU and gated units fire negative too);
 - quantile samples (Neuronpedia's "examples from lower activation intervals"): per unit and per
   octave of activation (the example's maximum), the ``samples`` examples with the smallest
   :func:`example_hash` of their index, a deterministic pseudo-random choice that merges exactly;
 - counts of values within a tolerance of the layer's bounds (sigmoid, tanh, ...) for ``saturated``;
 - with ``keep_activations`` (the default), the unit's activation at every position of each example it
-  keeps (its top-k and the quantile samples of its :data:`ROW_INTERVALS` highest intervals), so
-  that a feature card needs no model run; see :meth:`LayerStats.activations`.
+  keeps (its top-k, its bottom-k and the quantile samples of its :data:`ROW_INTERVALS` highest
+  intervals), so that a feature card needs no model run; see :meth:`LayerStats.activations`.
 
-Kept activations ("rows") cost ``units × (k + ROW_INTERVALS × samples) × positions`` float16 values
+Kept activations ("rows") cost ``units × (2k + ROW_INTERVALS × samples) × positions`` float16 values
 (2 bytes each), whatever the size of the data: a GPT-2-small MLP layer (3,072 units, k=32, samples=4,
-128 tokens) keeps 3,072 × 48 × 128 × 2 B = 38 MB; the digits CNN's conv layer (32 units, 8×8) 0.2 MB.
+128 tokens) keeps 3,072 × 80 × 128 × 2 B = 63 MB; the digits CNN's conv layer (32 units, 8×8) 0.3 MB.
 A row is filled once, when its example enters the kept set (so a batch costs a gather of the few
 entries that entered, not a pass over the batch), and merged exactly: two partial scans merge into
 the rows of one full scan. Positions an example does not have (text padding, a shorter sequence, a
 smaller grid) are NaN; so is an activation that was NaN (which ``nan_count`` counts). Values beyond
 float16's range (±65,504) are stored as ±inf.
+
+Two ways to add a batch, with equal results (the mean and variance to float32 rounding of the block
+sums): on a CPU, :meth:`LayerStats.update` reads a few values back to skip work (no padding, no NaN,
+which units' top-k changed, which examples entered); on an accelerator (CUDA, ...) every step is a
+fixed-shape tensor operation on the device, with no host sync or device→host copy in the batch loop
+(the count of valid positions is read lazily, when :attr:`~LayerStats.num_positions` is). The
+device's way runs on a CPU too (``stats.sync_free = True``), which the tests use to check it.
 """
 
 from __future__ import annotations
@@ -270,19 +279,29 @@ _ARRAYS = (
     "top_values",
     "top_examples",
     "top_positions",
+    "bottom_values",
+    "bottom_examples",
+    "bottom_positions",
     "sample_values",
     "sample_examples",
     "sample_positions",
     "sample_threshold",
 )
 _ROW_ARRAYS = ("kept_examples", "kept_rows")  # with keep_activations
+_SIDES = {
+    "top": ("top_values", "top_examples", "top_positions"),
+    "bottom": ("bottom_values", "bottom_examples", "bottom_positions"),
+}
 
 
 class LayerStats:
     """Per-unit statistics of one layer, updated batch by batch; see the module docstring.
 
     Built by :func:`neurowidgets.scan`; read with the accessors (numpy arrays, one value per unit).
+    ``sync_free``: add batches without host syncs (``None``, the default: on any device but a CPU).
     """
+
+    sync_free: bool | None = None
 
     def __init__(
         self,
@@ -311,6 +330,7 @@ class LayerStats:
         self.tolerance = float(tolerance)
         self.module_type = module_type
         self.num_positions = 0  # valid (unpadded) positions seen, per unit: count + nan + inf
+        self.bottom_kept = True  # False for statistics saved before scans kept the bottom-k
         self._shift: torch.Tensor | None = None  # per-unit shift for the batch moments (stability)
         self._next_example = 0
         device = torch.device(device)
@@ -326,6 +346,9 @@ class LayerStats:
         self.top_values = torch.full((u, self.k), -math.inf, **f64)
         self.top_examples = torch.full((u, self.k), -1, **i64)
         self.top_positions = torch.full((u, self.k), -1, **i64)
+        self.bottom_values = torch.full((u, self.k), math.inf, **f64)
+        self.bottom_examples = torch.full((u, self.k), -1, **i64)
+        self.bottom_positions = torch.full((u, self.k), -1, **i64)
         cells = (u, QUANTILE_CELLS.num_bins, self.samples_per_cell)
         self.sample_values = torch.full(cells, -math.inf, **f64)
         self.sample_examples = torch.full(cells, -1, **i64)
@@ -333,7 +356,7 @@ class LayerStats:
         self.sample_threshold = torch.full(cells[:2], _EMPTY, **i64)
         self.keep_activations = bool(keep_activations)
         if self.keep_activations:
-            kept = self.k + ROW_INTERVALS * self.samples_per_cell
+            kept = 2 * self.k + ROW_INTERVALS * self.samples_per_cell
             self.kept_examples = torch.full((u, kept), -1, **i64)  # see _kept_examples for the order
             self.kept_rows = torch.full(
                 (u, kept, math.prod(self.positions_shape)), math.nan, dtype=torch.float16, device=device
@@ -357,6 +380,28 @@ class LayerStats:
     def device(self) -> torch.device:
         return self.count_.device
 
+    @property
+    def num_positions(self) -> int:
+        """Valid (unpadded) positions seen, per unit: count + nan + inf."""
+        if self._pending_positions is not None:  # counted on the device by sync-free batches
+            self._num_positions += int(self._pending_positions)
+            self._pending_positions = None
+        return self._num_positions
+
+    @num_positions.setter
+    def num_positions(self, value: int) -> None:
+        self._num_positions = int(value)
+        self._pending_positions = None
+
+    def _add_positions(self, count: int | torch.Tensor) -> None:
+        if isinstance(count, int):
+            self._num_positions += count
+        else:
+            self._pending_positions = count if self._pending_positions is None else self._pending_positions + count
+
+    def _is_sync_free(self, device: torch.device) -> bool:
+        return device.type != "cpu" if self.sync_free is None else bool(self.sync_free)
+
     def _arrays(self) -> tuple[str, ...]:
         return _ARRAYS + _ROW_ARRAYS if self.keep_activations else _ARRAYS
 
@@ -366,6 +411,8 @@ class LayerStats:
             setattr(self, name, getattr(self, name).to(device))
         if self._shift is not None:
             self._shift = self._shift.to(device)
+        if self._pending_positions is not None:
+            self._pending_positions = self._pending_positions.to(device)
         self._hist_offsets = None
         return self
 
@@ -400,6 +447,7 @@ class LayerStats:
         grid = self._batch_grid(positions, grid)
         if batch == 0:
             return
+        sync_free = self._is_sync_free(values.device)
         if valid is not None:
             valid = valid.to(device=values.device, dtype=torch.bool)
             if tuple(valid.shape) != (batch, positions):
@@ -407,55 +455,97 @@ class LayerStats:
                     f"layer {self.layer!r}: the mask has shape {tuple(valid.shape)}, "
                     f"the activations have (batch, positions) = {(batch, positions)}"
                 )
-            if bool(valid.all()):
+            if not sync_free and bool(valid.all()):
                 valid = None
         self._widen(grid)
         ws = workspace if workspace is not None else Workspace()
         self._next_example = first_example + batch
         if values.dtype not in (torch.float32, torch.float64):
             values = values.float()
+        if sync_free:
+            self._update_sync_free(values, valid, first_example, ws, grid)
+            return
         if valid is not None:
             keep = valid.reshape(-1).nonzero().squeeze(1)
             rows = ws.get("rows", values.dtype, (keep.shape[0], units), values.device)
             torch.index_select(values.reshape(batch * positions, units), 0, keep, out=rows)
-        elif values.is_contiguous():
-            rows = values.view(batch * positions, units)
-        else:  # e.g. the channels of a conv layer, seen as (batch, positions, units)
-            rows = ws.get("rows", values.dtype, (batch * positions, units), values.device)
-            rows.view(batch, positions, units).copy_(values)
-        # Each example's maximum over its valid positions (NaN propagates), for the top-k and the
-        # samples; their maximum is the batch's maximum, which saves a pass over the rows.
-        best, position = self._example_maxima(values, valid, None, ws)
-        finite = True
+        else:
+            rows = self._rows(values, ws)
+        # Each example's maximum and minimum over its valid positions (NaN propagates), for the top-k,
+        # the bottom-k and the samples; their extremes are the batch's, which saves passes over the rows.
+        drop = None if valid is None else ~valid.unsqueeze(2)
+        best, position = self._example_extremes(values, drop, ws, largest=True)
+        worst, worst_position = self._example_extremes(values, drop, ws, largest=False)
         if rows.shape[0]:
-            low, high = rows.amin(0), best.amax(0)  # NaN propagates: one check finds any
-            finite = bool(torch.isfinite(low).all() & torch.isfinite(high).all())
-            if finite:
-                self._update_rows(rows, None, low, high, ws)
+            low, high = worst.amin(0), best.amax(0)  # NaN propagates: one check finds any
+            self.num_positions += rows.shape[0]
+            if bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
+                self._add_values(rows, None, torch.full_like(self.count_, rows.shape[0]), low, high, ws)
             else:
                 bad = ~torch.isfinite(rows)
+                nans, n_bad = torch.isnan(rows).sum(0), bad.sum(0)
+                self.nan_ += nans
+                self.inf_ += n_bad - nans
                 low = rows.masked_fill(bad, math.inf).amin(0)
                 high = rows.masked_fill(bad, -math.inf).amax(0)
-                self._update_rows(rows, bad, low, high, ws)
-                best, position = self._example_maxima(values, valid, ~torch.isfinite(values), ws)
-        self._update_examples(best, position, first_example)
+                self._add_values(rows, bad, rows.shape[0] - n_bad, low, high, ws)
+                drop = ~torch.isfinite(values) if drop is None else drop | ~torch.isfinite(values)
+                best, position = self._example_extremes(values, drop, ws, largest=True)
+                worst, worst_position = self._example_extremes(values, drop, ws, largest=False)
+        self._update_examples(best, position, worst, worst_position, first_example, sync_free=False)
         if self.keep_activations:
             self._update_kept_rows(values, valid, first_example, grid)
 
-    def _update_rows(self, rows, bad, low, high, ws: Workspace) -> None:
-        n_rows, units = rows.shape
-        self.num_positions += n_rows
+    def _update_sync_free(self, values, valid, first_example: int, ws: Workspace, grid) -> None:
+        """:meth:`update` with fixed-shape operations only: nothing is read back to the host (no
+        ``.item()``, no boolean indexing, no ``nonzero``); padding and non-finite values are masked
+        instead of skipped, and every unit's top-k, bottom-k, samples and kept rows are merged."""
+        batch, positions, units = values.shape
+        finite = torch.isfinite(values)
+        nan = torch.isnan(values)
+        if valid is None:
+            counted, n_valid = finite, batch * positions
+            self._add_positions(n_valid)
+        else:
+            inside = valid.unsqueeze(2)
+            counted = finite & inside
+            nan &= inside
+            n_valid = valid.sum()
+            self._add_positions(n_valid)
+        drop = ~counted
+        best, position = self._example_extremes(values, drop, ws, largest=True)
+        worst, worst_position = self._example_extremes(values, drop, ws, largest=False)
+        low, high = worst.amin(0), best.amax(0)
+        n = counted.sum((0, 1))
+        nans = nan.sum((0, 1))
+        self.nan_ += nans
+        self.inf_ += n_valid - n - nans
+        if self._shift is None:  # a value within the data (the first batch's mid-range), else 0
+            both = torch.isfinite(low) & torch.isfinite(high)
+            self._shift = torch.where(both, low / 2 + high / 2, 0.0)
+        rows = self._rows(values, ws)
+        self._add_values(rows, drop.reshape(batch * positions, units), n, low, high, ws, sync_free=True)
+        self._update_examples(best, position, worst, worst_position, first_example, sync_free=True)
+        if self.keep_activations:
+            self._update_kept_rows_sync_free(values, valid, first_example, grid)
+
+    @staticmethod
+    def _rows(values: torch.Tensor, ws: Workspace) -> torch.Tensor:
+        """(batch × positions, units): a view, or a copy into the workspace for non-contiguous values
+        (e.g. the channels of a conv layer, seen as (batch, positions, units))."""
+        batch, positions, units = values.shape
+        if values.is_contiguous():
+            return values.view(batch * positions, units)
+        rows = ws.get("rows", values.dtype, (batch * positions, units), values.device)
+        rows.view(batch, positions, units).copy_(values)
+        return rows
+
+    def _add_values(self, rows, bad, n, low, high, ws: Workspace, sync_free: bool = False) -> None:
+        """Min, max, histogram, counts above the threshold and near the bounds, and moments of the
+        (n_rows, units) values, leaving out the ``bad`` ones (where given); ``n`` counts the others."""
         self.min_ = torch.minimum(self.min_, low.to(torch.float64))
         self.max_ = torch.maximum(self.max_, high.to(torch.float64))
-        if bad is None:
-            n = torch.full((units,), n_rows, dtype=torch.int64, device=rows.device)
-        else:
-            nans = torch.isnan(rows).sum(0)
-            n_bad = bad.sum(0)
-            self.nan_ += nans
-            self.inf_ += n_bad - nans
-            n = n_rows - n_bad
-        finish_histogram = self._start_histogram(rows, bad, ws)
+        finish_histogram = self._start_histogram(rows, bad, ws, sync_free)
         self.above += self._count_where(torch.gt, rows, self.threshold, bad, ws)
         if self.bounds is not None:
             low_bound, high_bound = self.bounds
@@ -506,9 +596,10 @@ class LayerStats:
         self.m2 = self.m2 + m2_b + delta * delta * (n_a * nb / total)
         self.count_ += n_b
 
-    def _start_histogram(self, rows: torch.Tensor, bad: torch.Tensor | None, ws: Workspace):
+    def _start_histogram(self, rows: torch.Tensor, bad: torch.Tensor | None, ws: Workspace, sync_free: bool = False):
         """Bin the values, and count them: on a CPU, in a helper thread (torch's bincount runs on one
-        core) while the caller computes the other statistics. Returns a function that finishes."""
+        core) while the caller computes the other statistics; ``sync_free``, with ``index_add_`` (a
+        CUDA bincount reads the largest bin back to the host). Returns a function that finishes."""
         num_bins = HISTOGRAM.num_bins
         if self._hist_offsets is None or self._hist_offsets.device != rows.device:
             units = torch.arange(self.units, dtype=torch.int32, device=rows.device)
@@ -527,7 +618,10 @@ class LayerStats:
         size = self.units * num_bins
         if bad is not None:
             flat.masked_fill_(bad, size)  # one extra bin, dropped
-        if rows.device.type == "cpu" and torch.get_num_threads() > 1:
+        if sync_free:
+            ones = torch.ones(1, dtype=torch.int64, device=rows.device).expand(flat.numel())
+            counts = torch.zeros(size + 1, dtype=torch.int64, device=rows.device).index_add_(0, flat.view(-1), ones)
+        elif rows.device.type == "cpu" and torch.get_num_threads() > 1:
             counts = _helper().submit(torch.bincount, flat.view(-1), None, size + 1)
         else:
             counts = torch.bincount(flat.view(-1), minlength=size + 1)
@@ -539,20 +633,18 @@ class LayerStats:
         return finish
 
     @staticmethod
-    def _example_maxima(values, valid, bad, ws: Workspace):
-        """(max, first position of the max) over the positions of each example, (batch, units);
-        positions that are padding (``valid`` False) or ``bad`` count as -inf."""
-        if valid is not None or bad is not None:
-            drop = bad if valid is None else ~valid.unsqueeze(2)
-            if bad is not None and valid is not None:
-                drop = drop | bad
+    def _example_extremes(values, drop, ws: Workspace, largest: bool):
+        """(max, first position of the max) over the positions of each example, (batch, units), or the
+        min with ``largest=False``; positions where ``drop`` (broadcast against ``values``) is true
+        are left out (-inf for the max, inf for the min)."""
+        if drop is not None:
             masked = ws.get("scratch", values.dtype, values.shape, values.device)
-            low = torch.tensor(-math.inf, dtype=values.dtype, device=values.device)
-            torch.where(drop, low, values, out=masked)
+            fill = torch.tensor(-math.inf if largest else math.inf, dtype=values.dtype, device=values.device)
+            torch.where(drop, fill, values, out=masked)
             values = masked
-        return values.max(dim=1)
+        return values.max(dim=1) if largest else values.min(dim=1)
 
-    def _update_examples(self, best, position, first_example) -> None:
+    def _update_examples(self, best, position, worst, worst_position, first_example, sync_free) -> None:
         if self.k == 0 and self.samples_per_cell == 0:
             return
         batch = best.shape[0]
@@ -560,37 +652,55 @@ class LayerStats:
         position = position.T
         examples = torch.arange(first_example, first_example + batch, device=best.device)
         if self.k:
-            self._offer_top(best, examples, position)
+            self._offer("top", best, examples, position, sync_free)
+            self._offer("bottom", -worst.T.to(torch.float64), examples, worst_position.T, sync_free)
         if self.samples_per_cell:
-            self._add_samples(best, examples, position)
+            if sync_free:
+                self._add_samples_sync_free(best, examples, position)
+            else:
+                self._add_samples(best, examples, position)
 
-    # -- top-k ---------------------------------------------------------------------------------------
+    # -- top-k and bottom-k ------------------------------------------------------------------------------
 
-    def _offer_top(self, values, examples, positions) -> None:
-        """Candidates (units, batch) of examples later than every kept one; only units where one
-        beats the k-th kept value are re-sorted (a tie with it loses: its example index is higher)."""
-        kth = self.top_values[:, -1:]
-        units = (values > kth).any(1).nonzero().squeeze(1)
-        if units.numel() == 0:
-            return
-        if units.numel() == self.units:
-            units = None
+    def _side(self, side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(values, examples, positions) of the top-k, or of the bottom-k with the values negated (so
+        that both keep the k highest)."""
+        values, examples, positions = (getattr(self, name) for name in _SIDES[side])
+        return (values if side == "top" else -values), examples, positions
+
+    def _offer(self, side: str, values, examples, positions, sync_free: bool) -> None:
+        """Candidates (units, batch) of examples later than every kept one (values negated for the
+        bottom-k). On a CPU only units where one beats the k-th kept value are re-sorted (a tie with it
+        loses: its example index is higher); ``sync_free``, every unit is."""
+        kept_values, kept_examples, kept_positions = self._side(side)
+        units = None
+        if not sync_free:
+            units = (values > kept_values[:, -1:]).any(1).nonzero().squeeze(1)
+            if units.numel() == 0:
+                return
+            if units.numel() == self.units:
+                units = None
         pick = (lambda t: t) if units is None else (lambda t: t.index_select(0, units))
         n = values.shape[1]
         count = self.units if units is None else units.numel()
-        merged = self._top_of(
-            pick(self.top_values),
-            pick(self.top_examples),
-            pick(self.top_positions),
-            pick(values),
-            examples.unsqueeze(0).expand(count, n),
-            pick(positions),
-            presorted=True,
+        merged = list(
+            self._top_of(
+                pick(kept_values),
+                pick(kept_examples),
+                pick(kept_positions),
+                pick(values),
+                examples.unsqueeze(0).expand(count, n),
+                pick(positions),
+                presorted=True,
+            )
         )
+        if side == "bottom":
+            merged[0] = merged[0].neg_()
         if units is None:
-            self.top_values, self.top_examples, self.top_positions = merged
+            for name, rows in zip(_SIDES[side], merged, strict=True):
+                setattr(self, name, rows)
         else:
-            for name, rows in zip(("top_values", "top_examples", "top_positions"), merged, strict=True):
+            for name, rows in zip(_SIDES[side], merged, strict=True):
                 getattr(self, name)[units] = rows
 
     def _top_of(self, kept_values, kept_examples, kept_positions, values, examples, positions, presorted):
@@ -654,6 +764,48 @@ class LayerStats:
         flat_positions[sorted_cells, slot] = all_positions[order]
         self.sample_threshold.view(-1)[touched] = _hash_or_empty(flat_examples[touched]).amax(1)
 
+    def _add_samples_sync_free(self, values, examples, positions) -> None:
+        """:meth:`_add_samples` with fixed shapes: each candidate (unit, example) computes the new content
+        of its cell, the ``samples`` smallest hashes among the cell's kept entries and the batch's
+        candidates in that cell, and writes it there; the candidates of one cell write the same content."""
+        s = self.samples_per_cell
+        units, n = values.shape
+        device = values.device
+        cell = QUANTILE_CELLS.index(values.float()).to(torch.int64)
+        hashes = torch.where(values > -math.inf, example_hash(examples).unsqueeze(0), _EMPTY)
+        order = (cell * (_EMPTY + 1) + hashes).argsort(1)  # by cell, then hash (empty candidates last)
+        cell, hashes = cell.gather(1, order), hashes.gather(1, order)
+        index = torch.arange(n, device=device).expand(units, n)
+        first = torch.ones_like(cell, dtype=torch.bool)
+        first[:, 1:] = cell[:, 1:] != cell[:, :-1]
+        start = torch.where(first, index, 0).cummax(1).values  # where each candidate's cell begins
+        # the first s candidates of each candidate's cell (the only ones that can enter it)
+        take = start.unsqueeze(2) + torch.arange(s, device=device)
+        inside = take < n
+        take = take.clamp_(max=n - 1).view(units, n * s)
+        peer_cell = cell.gather(1, take).view(units, n, s)
+        peer_hash = hashes.gather(1, take).view(units, n, s)
+        peer_hash = peer_hash.masked_fill_(~inside | (peer_cell != cell.unsqueeze(2)), _EMPTY)
+        source = order.gather(1, take)  # the candidates' columns in the batch
+        flat_cell = cell + torch.arange(units, device=device).unsqueeze(1) * QUANTILE_CELLS.num_bins
+        flat_examples = self.sample_examples.view(-1, s)
+        flat_values = self.sample_values.view(-1, s)
+        flat_positions = self.sample_positions.view(-1, s)
+        old_examples = flat_examples[flat_cell]  # (units, n, s)
+        pool_hash = torch.cat([_hash_or_empty(old_examples), peer_hash], 2)
+        pick = pool_hash.argsort(2)[:, :, :s]  # hashes are distinct, but for empty slots
+        empty = pool_hash.gather(2, pick) >= _EMPTY
+
+        def merged(old, new, fill):
+            pool = torch.cat([old, new.view(units, n, s)], 2)
+            return pool.gather(2, pick).masked_fill_(empty, fill)
+
+        new_examples = merged(old_examples, examples[source], -1)
+        flat_examples[flat_cell] = new_examples
+        flat_values[flat_cell] = merged(flat_values[flat_cell], values.gather(1, source), -math.inf)
+        flat_positions[flat_cell] = merged(flat_positions[flat_cell], positions.gather(1, source), -1)
+        self.sample_threshold.view(-1)[flat_cell] = _hash_or_empty(new_examples).amax(2)
+
     # -- kept activations ----------------------------------------------------------------------------
 
     def _batch_grid(self, positions: int, grid: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -673,7 +825,8 @@ class LayerStats:
 
     def _widen(self, grid: tuple[int, ...]) -> None:
         """Make the layer's position grid hold ``grid`` too, moving the kept rows onto the wider grid."""
-        if adopt := (not self.positions_shape and self.num_positions == 0):
+        # (the count is not read from the device: a sync-free batch that is all padding counts as seen)
+        if adopt := (not self.positions_shape and self._num_positions == 0 and self._pending_positions is None):
             wider = grid  # a layer built without its grid takes the first batch's (nothing kept yet)
         else:
             wider = wider_grid(self.positions_shape, grid, self.layer)
@@ -685,10 +838,15 @@ class LayerStats:
         self.positions_shape = wider
 
     def _kept_examples(self) -> torch.Tensor:
-        """(units, k + ROW_INTERVALS × samples): the examples whose rows are kept, -1 for none. The top-k
-        slots come first, then the samples of the unit's ROW_INTERVALS highest non-empty cells (highest
-        first, each cell's slots in order); an example that is also in the top-k is -1 there."""
+        """(units, 2k + ROW_INTERVALS × samples): the examples whose rows are kept, -1 for none. The top-k
+        slots come first, then the bottom-k, then the samples of the unit's ROW_INTERVALS highest
+        non-empty cells (highest first, each cell's slots in order); an example already kept in an
+        earlier part is -1 in a later one."""
         kept = [self.top_examples]
+        if self.k:
+            bottom = self.bottom_examples
+            in_top = (bottom.unsqueeze(2) == self.top_examples.unsqueeze(1)).any(2)
+            kept.append(bottom.masked_fill(in_top & (bottom >= 0), -1))
         s = self.samples_per_cell
         if s:
             filled = self.sample_examples[:, :, 0] >= 0  # slots fill in order
@@ -697,7 +855,8 @@ class LayerStats:
             samples = self.sample_examples.gather(1, highest.clamp(min=0).unsqueeze(2).expand(-1, -1, s))
             samples = samples.masked_fill((highest < 0).unsqueeze(2), -1).flatten(1)
             if self.k:
-                in_top = (samples.unsqueeze(2) == self.top_examples.unsqueeze(1)).any(2)
+                extremes = torch.cat([self.top_examples, self.bottom_examples], 1)
+                in_top = (samples.unsqueeze(2) == extremes.unsqueeze(1)).any(2)
                 samples = samples.masked_fill(in_top & (samples >= 0), -1)
             kept.append(samples)
         return torch.cat(kept, 1)
@@ -708,7 +867,7 @@ class LayerStats:
         costs a gather of the entries that entered, not a rewrite of the kept rows; :meth:`compact`
         puts them in the canonical order. An example that left never comes back (the top-k only
         rises, and a cell below the highest ROW_INTERVALS stays below), so entries from this batch
-        are the only ones missing."""
+        are the only ones missing (the bottom-k only falls, like the top-k only rises)."""
         kept = self._kept_examples()
         entered = kept >= first_example
         units = entered.any(1).nonzero().squeeze(1)
@@ -738,6 +897,22 @@ class LayerStats:
             new.masked_fill_(~valid[example], math.nan)
         self.kept_rows[units, slot] = pad_grid(new, grid, self.positions_shape)
 
+    def _update_kept_rows_sync_free(self, values, valid, first_example: int, grid: tuple[int, ...]) -> None:
+        """:meth:`_update_kept_rows` with fixed shapes: the kept rows in canonical order after every batch,
+        each from this batch (a gather of the kept examples' rows) or from the rows kept before."""
+        kept = self._kept_examples()
+        batch = values.shape[0]
+        entered = kept >= first_example
+        example = (kept - first_example).clamp_(0, batch - 1)
+        units = torch.arange(self.units, device=kept.device).unsqueeze(1)
+        new = values[example, :, units].to(torch.float16)  # (units, kept, positions)
+        if valid is not None:
+            new.masked_fill_(~valid[example], math.nan)
+        new = pad_grid(new, grid, self.positions_shape)
+        old = _rows_of(kept, self.kept_examples, self.kept_rows)
+        self.kept_rows = torch.where(entered.unsqueeze(2), new, old)
+        self.kept_examples = kept
+
     def compact(self) -> None:
         """Put the kept rows in their canonical order (that of the kept examples: the top-k, then the
         samples of the highest intervals) and drop those of examples no longer kept. Scans, merges
@@ -752,8 +927,9 @@ class LayerStats:
     def activations(self, unit: int, examples: Sequence[int]) -> np.ndarray:
         """The unit's activation at every position of each of these examples, from the scan's kept rows:
         (len(examples), positions) float32 (positions flat over :attr:`positions_shape`, row-major), NaN
-        where an example has no such position (padding). Each example must be among the unit's top-k
-        or the samples of its :data:`ROW_INTERVALS` highest intervals (see :meth:`top_k`, :meth:`samples`).
+        where an example has no such position (padding). Each example must be among the unit's top-k,
+        its bottom-k or the samples of its :data:`ROW_INTERVALS` highest intervals (see :meth:`top_k`,
+        :meth:`bottom_k`, :meth:`samples`).
         """
         if not self.keep_activations:
             raise ValueError(
@@ -767,7 +943,7 @@ class LayerStats:
         if missing:
             raise KeyError(
                 f"layer {self.layer!r}, unit {unit}: no activations kept for examples {missing}; the scan keeps "
-                f"them for the unit's top-k and the samples of its {ROW_INTERVALS} highest intervals"
+                f"them for the unit's top-k, bottom-k and the samples of its {ROW_INTERVALS} highest intervals"
             )
         slot = (wanted.unsqueeze(1) == held.unsqueeze(0)).to(torch.int8).argmax(1)
         return self.kept_rows[unit].cpu()[slot].float().numpy()
@@ -797,16 +973,13 @@ class LayerStats:
         result.min_ = torch.minimum(result.min_, other.min_)
         result.max_ = torch.maximum(result.max_, other.max_)
         result.hist = _bin_major(result.hist + other.hist)
-        if result.k:
-            result.top_values, result.top_examples, result.top_positions = result._top_of(
-                result.top_values,
-                result.top_examples,
-                result.top_positions,
-                other.top_values,
-                other.top_examples,
-                other.top_positions,
-                presorted=False,
-            )
+        for side in _SIDES if result.k else ():
+            merged = list(result._top_of(*result._side(side), *other._side(side), presorted=False))
+            if side == "bottom":
+                merged[0] = merged[0].neg_()
+            for name, array in zip(_SIDES[side], merged, strict=True):
+                setattr(result, name, array)
+        result.bottom_kept = self.bottom_kept and other.bottom_kept
         if result.samples_per_cell:
             filled = other.sample_examples >= 0
             cells = torch.arange(filled[..., 0].numel(), device=result.device).view(filled.shape[:2])
@@ -856,7 +1029,7 @@ class LayerStats:
     @classmethod
     def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> LayerStats:
         """The inverse of :meth:`state`. Statistics saved before scans kept activations load without
-        them (their cards run the model)."""
+        them (their cards run the model); those saved before scans kept the bottom-k, without it."""
         bounds = meta["bounds"]
         result = cls(
             meta["layer"],
@@ -870,6 +1043,16 @@ class LayerStats:
             module_type=meta["module_type"],
             keep_activations=meta.get("keep_activations", False),
         )
+        if "bottom_values" not in arrays:  # saved before the bottom-k (STATS_VERSION 2): none kept
+            result.bottom_kept = False
+            arrays = {name: getattr(result, name).numpy() for name in _SIDES["bottom"]} | dict(arrays)
+            if result.keep_activations:  # make room for the bottom-k's rows after the top-k's
+                k = result.k
+                examples, rows = arrays["kept_examples"], arrays["kept_rows"]
+                gap = np.full((examples.shape[0], k), -1, examples.dtype)
+                arrays["kept_examples"] = np.concatenate([examples[:, :k], gap, examples[:, k:]], 1)
+                gap = np.full((rows.shape[0], k, rows.shape[2]), np.nan, rows.dtype)
+                arrays["kept_rows"] = np.concatenate([rows[:, :k], gap, rows[:, k:]], 1)
         for name in result._arrays():
             expected = getattr(result, name)
             array = torch.from_numpy(np.ascontiguousarray(arrays[name]))
@@ -968,6 +1151,21 @@ class LayerStats:
         examples = self.top_examples[unit].cpu().tolist()
         values = self.top_values[unit].cpu().tolist()
         positions = self.top_positions[unit].cpu().tolist()
+        return [(v, e, p) for v, e, p in zip(values, examples, positions, strict=True) if e >= 0]
+
+    def bottom_k(self, unit: int) -> list[tuple[float, int, int]]:
+        """(value, example index, position index) of the unit's bottom examples, most negative first:
+        each example by its minimum over positions, like :meth:`top_k` by its maximum (ties go to the
+        lower example index, then position). Their activation rows are kept like the top-k's."""
+        if not self.bottom_kept:
+            raise ValueError(
+                f"layer {self.layer!r}: these statistics were saved before scans kept the bottom-k "
+                "(most negative) examples; scan again to get them"
+            )
+        unit = self._unit(unit)
+        examples = self.bottom_examples[unit].cpu().tolist()
+        values = self.bottom_values[unit].cpu().tolist()
+        positions = self.bottom_positions[unit].cpu().tolist()
         return [(v, e, p) for v, e, p in zip(values, examples, positions, strict=True) if e >= 0]
 
     def samples(self, unit: int) -> list[tuple[float, float, list[tuple[float, int, int]]]]:

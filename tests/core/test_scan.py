@@ -113,7 +113,7 @@ def test_keep_activations_is_an_option_of_the_scan_and_of_its_cache_key(digits, 
     kept = nw.scan(digits.model, data, "conv2", k=3, progress=False)
     bare = nw.scan(digits.model, data, "conv2", k=3, progress=False, keep_activations=False)
     assert not bare.from_cache and not bare["conv2"].keep_activations and kept["conv2"].keep_activations
-    assert kept["conv2"].kept_rows.shape == (16, 3 + 4 * 4, 64)  # units × (k + 4 intervals × samples) × 8×8
+    assert kept["conv2"].kept_rows.shape == (16, 2 * 3 + 4 * 4, 64)  # units × (2k + 4 intervals × samples) × 8×8
     for layer_stats in (kept["conv2"], bare["conv2"]):
         assert layer_stats.top_k(5) == kept["conv2"].top_k(5)
     assert nw.scan(digits.model, data, "conv2", k=3, progress=False, keep_activations=False).from_cache

@@ -48,13 +48,17 @@ def brute_force(batches, k, samples, threshold=0.0, start=0):
     # each example's maximum over its valid, finite positions (first position on ties)
     masked = np.where(valid[:, :, None] & np.isfinite(values), values, -np.inf)
     best, where = masked.max(1), masked.argmax(1)  # (examples, units)
+    low = np.where(valid[:, :, None] & np.isfinite(values), values, np.inf)
+    worst, low_where = low.min(1), low.argmin(1)  # each example's minimum (first position on ties)
     index = np.arange(start, start + examples)
     hashes = example_hash(torch.from_numpy(index)).numpy()
-    ref["top"], ref["samples"] = [], []
+    ref["top"], ref["bottom"], ref["samples"] = [], [], []
     for u in range(units):
         ok = best[:, u] > -np.inf
         order = np.lexsort((index[ok], -best[ok, u]))[:k]
         ref["top"].append([(best[ok, u][i], index[ok][i], where[ok, u][i]) for i in order])
+        order = np.lexsort((index[ok], worst[ok, u]))[:k]
+        ref["bottom"].append([(worst[ok, u][i], index[ok][i], low_where[ok, u][i]) for i in order])
         cells = QUANTILE_CELLS.index_numpy(best[:, u])
         per_cell = {}
         for cell in np.unique(cells[ok]):
@@ -78,6 +82,7 @@ def assert_matches(stats: LayerStats, ref, moments_rtol=1e-6):
     edges = HISTOGRAM.edges()
     for u in range(stats.units):
         assert stats.top_k(u) == [(float(v), int(e), int(p)) for v, e, p in ref["top"][u]]
+        assert stats.bottom_k(u) == [(float(v), int(e), int(p)) for v, e, p in ref["bottom"][u]]
         counts, span = stats.histogram(u)
         assert counts.sum() == ref["count"][u]
         if counts.size:
@@ -363,6 +368,9 @@ def test_layer_merge_is_exact_and_symmetric(device):
             "top_values",
             "top_examples",
             "top_positions",
+            "bottom_values",
+            "bottom_examples",
+            "bottom_positions",
             "sample_examples",
             "sample_values",
             "sample_positions",
@@ -405,11 +413,12 @@ def expected_row(batches, example, unit, width):
 
 
 def kept_of(stats, unit):
-    """Every example whose row the card or the report may ask for: the top-k and the samples of the
-    highest intervals."""
+    """Every example whose row the card or the report may ask for: the top-k, the bottom-k and the
+    samples of the highest intervals."""
     top = [e for _, e, _ in stats.top_k(unit)]
+    bottom = [e for _, e, _ in stats.bottom_k(unit) if e not in top]
     samples = [e for _, _, entries in stats.samples(unit)[:4] for _, e, _ in entries]
-    return top + samples
+    return top + bottom + [e for e in samples if e not in top + bottom]
 
 
 def test_kept_rows_are_each_examples_activations_over_its_positions():
@@ -420,7 +429,7 @@ def test_kept_rows_are_each_examples_activations_over_its_positions():
     for values, valid in batches:
         stats.update(values, valid, first, grid=(values.shape[1],))
         first += len(values)
-    assert stats.positions_shape == (9,) and stats.kept_rows.shape == (5, 4 + 4 * 2, 9)
+    assert stats.positions_shape == (9,) and stats.kept_rows.shape == (5, 2 * 4 + 4 * 2, 9)
     checked = 0
     for unit in range(5):
         examples = kept_of(stats, unit)
@@ -494,6 +503,6 @@ def test_kept_rows_cost_a_gather_of_the_entries_that_entered():
     for i in range(20):
         stats.update(torch.randn(16, 8, 64), None, 16 * i)
     before = stats.kept_examples.clone()
-    stats.update(torch.randn(16, 8, 64) - 10, None, 320)  # nothing enters the top-k; lower intervals may
+    stats.update(torch.randn(16, 8, 64) * 1e-3, None, 320)  # nothing enters the top-k or bottom-k; samples may
     changed = (stats.kept_examples != before).any(1)
     assert changed.sum() < 64 and torch.equal(stats.kept_examples[~changed], before[~changed])
