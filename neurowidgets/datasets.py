@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .core.storage import atomic_file
+
 TRAIN_SETTINGS = {"seed": 0, "epochs": 30, "lr": 3e-3, "batch_size": 64, "test_fraction": 0.25}
 
 
@@ -136,8 +138,7 @@ def digits(**settings) -> Digits:
         fit = {k: config[k] for k in ("seed", "epochs", "lr", "batch_size")}
         model = train(images[train_index], labels[train_index], **fit)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(model.state_dict(), partial)
-        partial.replace(path)  # atomic: a concurrent reader never sees half a file
+        with atomic_file(path) as file:  # a concurrent reader never sees half a file
+            torch.save(model.state_dict(), file)
     acc = accuracy(model, images[test_index], labels[test_index])
     return Digits(model, images, labels, train_index, test_index, acc)

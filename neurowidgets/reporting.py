@@ -11,12 +11,10 @@ histogram bins)), whatever the dataset size.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import math
 import os
 import struct
-import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,12 +29,23 @@ from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
 from .core.examples import Examples, unit_activations
+from .core.health import health_table
 from .core.images import ImageAdapter
 from .core.scan import ScanResult, check_scan
 from .core.stats import LayerStats
+from .core.storage import atomic_file
 from .core.text import TextAdapter
-from .widgets.distributions import BINS, TOP, fit_ranges, histogram_columns, histogram_figure, histogram_sources
-from .widgets.layer_health import health_figure, health_sources
+from .core.unit_stats import unit_summary
+from .figures import (
+    BINS,
+    TOP,
+    fit_ranges,
+    health_figure,
+    health_sources,
+    histogram_columns,
+    histogram_figure,
+    histogram_sources,
+)
 
 #: Units shown per layer when ``units`` is not given: those with the highest maximum activation.
 DEFAULT_UNITS_PER_LAYER = 3
@@ -50,7 +59,7 @@ HEALTH_ROOT = "nw-report-health"
 
 def histogram_root(layer: str, unit: int) -> str:
     """The name of the bokeh figure of one unit's histogram; its sources are this name + ``":"`` + the
-    role (``distributions.BINS``, ``TOP``)."""
+    role (``figures.BINS``, ``TOP``)."""
     return f"nw-report-hist:{layer}:{unit}"
 
 
@@ -99,8 +108,12 @@ def report(
         if text is None and tokenizer is not None:
             text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))  # as the views do
         examples = Examples(data, text=text, images=images, start_index=scan.start_index)
-    page = _render(scan, shown_layers, chosen, examples, title, int(k))
-    _write_atomically(target, page)
+    page = _render(scan, shown_layers, chosen, examples, title, int(k)).encode("utf-8")
+    try:
+        with atomic_file(target) as file:
+            file.write(page)
+    except OSError as error:
+        raise _unwritable(target, error) from error
     return target
 
 
@@ -192,11 +205,12 @@ def _render(
     scan: ScanResult, layers: list[str], units: list[_Unit], examples: Examples | None, title: str, k: int
 ) -> str:
     """The whole page as a string (nothing is written here)."""
-    health = health_figure(health_sources(_subset(scan, layers)), title="Dead and saturated units")
+    table = health_table(_subset(scan, layers))
+    health = health_figure(health_sources(table), title="Dead and saturated units")
     health.name = HEALTH_ROOT
     roots = [health]
     parts: list[tuple[str, str | None]] = [(_header(scan, layers, units, title, k), None)]
-    parts.append(("<h2>Layer health</h2>" + _layer_table(scan, layers), HEALTH_ROOT))
+    parts.append(("<h2>Layer health</h2>" + _layer_table(scan, table), HEALTH_ROOT))
     for chosen in units:
         hist = _histogram_figure(chosen, k)
         roots.append(hist)
@@ -237,15 +251,18 @@ def _header(scan: ScanResult, layers: list[str], units: list[_Unit], title: str,
     )
 
 
-def _layer_table(scan: ScanResult, layers: list[str]) -> str:
+def _layer_table(scan: ScanResult, table: dict[str, list]) -> str:
+    """The layers of the health ``table`` (see core/health.py), with their module and position grid."""
     rows = []
-    for layer in layers:
+    for layer, units, dead, saturated, tracked in zip(
+        table["layer"], table["units"], table["dead_count"], table["saturated_count"], table["saturation_tracked"],
+        strict=True,
+    ):  # fmt: skip
         stats = scan[layer]
-        saturated = str(len(stats.saturated())) if stats.bounds is not None else "not tracked"
         grid = "×".join(map(str, stats.positions_shape)) or "1"
         rows.append(
-            f"<tr><td>{_e(layer)}</td><td>{_e(stats.module_type or '')}</td><td>{stats.num_units}</td>"
-            f"<td>{grid}</td><td>{len(stats.dead())}</td><td>{saturated}</td></tr>"
+            f"<tr><td>{_e(layer)}</td><td>{_e(stats.module_type or '')}</td><td>{units}</td>"
+            f"<td>{grid}</td><td>{dead}</td><td>{saturated if tracked else 'not tracked'}</td></tr>"
         )
     return (
         '<table class="layers"><tr><th>layer</th><th>module</th><th>units</th><th>positions</th>'
@@ -254,18 +271,10 @@ def _layer_table(scan: ScanResult, layers: list[str]) -> str:
 
 
 def _stats_table(stats: LayerStats, unit: int) -> str:
-    rows = [
-        ("finite values", str(int(stats.count[unit]))),
-        ("firing density", _f(stats.density[unit])),
-        ("mean", _f(stats.mean[unit])),
-        ("std", _f(stats.std[unit])),
-        ("min", _f(stats.min[unit])),
-        ("max", _f(stats.max[unit])),
-    ]
-    cells = [f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in rows]
-    for name, count in (("NaN values", stats.nan_count[unit]), ("±inf values", stats.inf_count[unit])):
-        if count:
-            cells.append(f'<tr class="warn"><td>{name}</td><td>{int(count)}</td></tr>')
+    summary = unit_summary(stats, unit)
+    warnings = {name: summary.pop(name) for name in ("NaN values", "±inf values")}
+    cells = [f"<tr><td>{name}</td><td>{_f(v) if isinstance(v, float) else v}</td></tr>" for name, v in summary.items()]
+    cells += [f'<tr class="warn"><td>{name}</td><td>{count}</td></tr>' for name, count in warnings.items() if count]
     return f'<table class="stats">{"".join(cells)}</table>'
 
 
@@ -423,27 +432,6 @@ def _check_writable(path: Path) -> None:
         raise FileNotFoundError(f"cannot write the report to {path}: the directory {parent} does not exist")
     if not parent.is_dir():
         raise NotADirectoryError(f"cannot write the report to {path}: {parent} is not a directory")
-
-
-def _write_atomically(path: Path, page: str) -> None:
-    """Write ``page`` to a new file beside ``path`` and rename it over ``path``; on any error, remove
-    it again (so no partial report is ever left behind) and raise an OSError naming ``path``."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    data = page.encode("utf-8")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides the mode
-    except OSError as error:
-        raise _unwritable(path, error) from error
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise _unwritable(path, error) from error
-        raise
 
 
 def _unwritable(path: Path, error: OSError) -> OSError:

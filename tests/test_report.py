@@ -22,9 +22,8 @@ import torch
 
 import neurowidgets as nw
 from neurowidgets.core.images import ImageAdapter
+from neurowidgets.figures import BINS, DEAD, TOP
 from neurowidgets.reporting import DEFAULT_UNITS_PER_LAYER, histogram_root, png, report
-from neurowidgets.widgets.distributions import BINS, TOP
-from neurowidgets.widgets.layer_health import DEAD
 
 LAYERS = ["relu1", "relu2", "fc1", "relu3"]
 BOKEHJS = Path(bokeh.__file__).parent / "server" / "static" / "js" / "bokeh.min.js"

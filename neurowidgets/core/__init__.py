@@ -1,7 +1,9 @@
 """The core: models, tensors and statistics. Knows nothing about widgets."""
 
 from .activations import Activations
+from .distributed import ShardError
 from .edits import Edit, ablate, clamp, scale, steer
+from .health import health_table
 from .lm import direct_logit_attribution, logit_lens, top_logits
 from .probe import Capture, LayerError, LayerInfo, ModelCallError, Probe
 from .scan import ScanResult, load_scan, scan
@@ -18,10 +20,12 @@ __all__ = [
     "ModelCallError",
     "Probe",
     "ScanResult",
+    "ShardError",
     "TextAdapter",
     "ablate",
     "clamp",
     "direct_logit_attribution",
+    "health_table",
     "load_scan",
     "logit_lens",
     "scale",

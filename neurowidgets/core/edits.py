@@ -103,6 +103,16 @@ def steer(vector: Sequence[float] | torch.Tensor, alpha: float = 1.0, positions:
     return Edit("steer", None, _as_indices(positions, "position"), float(alpha), vector)
 
 
+def unit_direction(units: Sequence[int], width: int) -> torch.Tensor | None:
+    """The normalised sum of the basis vectors of ``units`` among ``width``: steering along it raises
+    them all alike (``None`` without units)."""
+    if not units:
+        return None
+    vector = torch.zeros(width)
+    vector[list(units)] = len(units) ** -0.5
+    return vector
+
+
 def as_edit_list(edits: Edit | Iterable[Edit]) -> list[Edit]:
     if isinstance(edits, Edit):
         return [edits]

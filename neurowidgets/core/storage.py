@@ -6,19 +6,46 @@ bytes; it is read with ``allow_pickle=False``, so loading a file never runs code
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import uuid
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 FORMAT = "neurowidgets-scan"
 FORMAT_VERSION = 1
+
+
+# -- writing files ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A new file beside ``path``, open for writing bytes, renamed over ``path`` when the block ends.
+
+    A reader never sees half a file, and an error (in the block, or while creating or renaming the
+    file) leaves no temporary file behind and ``path`` as it was. The new file's mode is the umask's,
+    as for any new file. Each call has its own temporary name: threads may write the same path at once
+    (the last rename wins).
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 # -- the file format ------------------------------------------------------------------------------
@@ -36,18 +63,13 @@ def write_archive(path: str | os.PathLike, meta: dict, arrays: Mapping[str, np.n
         raise ValueError("'meta' is reserved for the metadata entry")
     payload = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **meta}).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with zipfile.ZipFile(partial, "w") as archive:
-            for name, array in {"meta": np.frombuffer(payload, dtype=np.uint8), **arrays}.items():
-                array = np.asanyarray(array)
-                entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                entry.compress_type = zipfile.ZIP_STORED if array.dtype == np.float16 else zipfile.ZIP_DEFLATED
-                with archive.open(entry, "w", force_zip64=True) as file:
-                    np.lib.format.write_array(file, array, allow_pickle=False)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_file(path) as file, zipfile.ZipFile(file, "w") as archive:
+        for name, array in {"meta": np.frombuffer(payload, dtype=np.uint8), **arrays}.items():
+            array = np.asanyarray(array)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_STORED if array.dtype == np.float16 else zipfile.ZIP_DEFLATED
+            with archive.open(entry, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
     return path
 
 

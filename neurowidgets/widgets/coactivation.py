@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 import traitlets
 from bokeh.layouts import row
 from bokeh.models import ColorBar, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper, Range1d, TapTool
@@ -14,44 +12,15 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from ..core import Probe
+from ..core.correlation import correlation, matrix_units, max_activations, strongest_pair, undefined_because
+from ..figures import padded_extent
 from . import background
-from .bokeh_host import padded_extent
 from .companion import Companion
 from .layer_view import LayerView
-from .wire import to_numpy
 
 MATRIX, PAIR, SCATTER = "nw-coact-matrix", "nw-coact-pair", "nw-coact-scatter"
 NAN_GREY = "#9e9e9e"  # constant units have no correlation: grey, apart from every colour of the scale
 CHUNK_POSITIONS = 512  # positions (tokens, or examples without positions) per forward pass of the sample
-
-
-def max_activations(probe: Probe, inputs: Any, layer: str) -> np.ndarray:
-    """Each example's maximum over its (unpadded) positions of every unit of ``layer``: (N, units)."""
-    values = probe.run(inputs, [layer])[layer].values.float()
-    mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
-    if isinstance(mask, torch.Tensor) and mask.shape == values.shape[:2]:  # padded texts
-        values = values.masked_fill(~mask.bool()[:, :, None], -torch.inf)
-    return to_numpy(values.amax(dim=1))
-
-
-def correlation(values: np.ndarray) -> np.ndarray:
-    """Pearson correlation of the columns of (examples, units); NaN for a constant column or one with
-    NaN/inf values (and its diagonal), as ``np.corrcoef`` gives, without its warnings."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        centred = values.astype(np.float64) - values.mean(axis=0, dtype=np.float64)
-        norms = np.sqrt((centred * centred).sum(axis=0))
-        r = (centred.T @ centred) / np.outer(norms, norms)
-    undefined = ~np.isfinite(norms) | (norms == 0)
-    r[:, undefined] = np.nan
-    r[undefined, :] = np.nan
-    return np.clip(r, -1.0, 1.0)
-
-
-def undefined_because(values: np.ndarray) -> str:
-    """Why a correlation with these columns of (examples, units) is NaN: the hover's text for it."""
-    if not np.isfinite(values).all():
-        return "n/a (NaN/inf values)"
-    return "n/a (a constant unit)"
 
 
 class CoActivation(Companion):
@@ -189,31 +158,14 @@ class CoActivation(Companion):
         self.update(self._matrix.title, text=title)
         self.update(self._scatter.title, text=" ")
 
-    # -- choosing the units --------------------------------------------------------------------
-
-    def _matrix_units(self, acts: np.ndarray, selected: list[int]) -> list[int]:
-        if len(selected) >= 2:
-            return sorted(selected[: self.max_units])
-        variance = np.nan_to_num(acts.var(axis=0), nan=-1.0)
-        units = np.argsort(-variance, kind="stable")[: self.max_units].tolist()
-        if selected and selected[0] not in units:  # the selected unit is always in the matrix
-            units[-1] = selected[0]
-        return sorted(units)
+    # -- choosing the pair ----------------------------------------------------------------------
 
     def _pair(self, selected: list[int]) -> tuple[int, int]:
         if self._clicked is not None and set(self._clicked) == set(selected):
             return self._clicked
         if len(selected) >= 2:
             return selected[0], selected[1]
-        units, r = self.matrix_units, np.nan_to_num(np.abs(self.correlation), nan=-1.0)
-        np.fill_diagonal(r, -1.0)
-        if len(units) < 2:
-            return units[0], units[0]
-        if selected:
-            i = units.index(selected[0])
-            return units[i], units[int(np.argmax(r[i]))]
-        i, j = np.unravel_index(int(np.argmax(r)), r.shape)
-        return units[i], units[j]
+        return strongest_pair(self.correlation, self.matrix_units, selected[0] if selected else None)
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -258,7 +210,7 @@ class CoActivation(Companion):
                 return
             selected = [u for u in self.selected_units if u < acts.shape[1]]
             if new_matrix or not set(selected) <= set(self.matrix_units):
-                self.matrix_units = self._matrix_units(acts, selected)
+                self.matrix_units = matrix_units(acts, selected, self.max_units)
                 self.correlation = correlation(acts[:, self.matrix_units])
                 self._draw_matrix(acts)
             self.pair = self._pair(selected)

@@ -8,147 +8,20 @@ from typing import Any
 
 import numpy as np
 import traitlets
-from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Range1d, TapTool, Title
-from bokeh.plotting import figure
 
 from ..core.scan import ScanResult, check_scan
-from .bokeh_host import padded_extent
+from ..figures import (
+    BINS,
+    CURRENT,
+    SERIES_COLOURS,
+    TOP,
+    fit_ranges,
+    histogram_columns,
+    histogram_figure,
+    histogram_sources,
+)
 from .companion import Companion
 from .layer_view import LayerView
-
-BINS, CURRENT, TOP = "nw-dist-bins", "nw-dist-current", "nw-dist-top"
-COLUMNS = {
-    BINS: ("left", "right", "top", "colour", "label", "unit", "count"),
-    CURRENT: ("x", "colour", "unit"),
-    TOP: ("x", "y", "colour", "unit", "example", "position", "rank"),
-}
-# The colours of the explorer's traces (js/activation_trace.ts SERIES_COLOURS), by place in the
-# selection: a unit has the same colour here as in the traces.
-SERIES_COLOURS = (
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#9c755f", "#ff9da7", "#b6992d", "#79706e",
-)  # fmt: skip
-# The y axis is a log scale of counts: a ReLU unit's zero bin holds most of its values and its tail a
-# handful, so on a linear axis the tail (what the unit responds to) would vanish. Bars start at 0.5 so
-# that a bin of one value still shows; below them each unit's top examples have a row of their own.
-BAR_BOTTOM, TOP_ROW, ROW_STEP = 0.5, 0.38, 0.8
-CAPTION = (
-    "tap a unit's bars to make it the first selected unit · ▲ its top examples (tap one to open it) · "
-    "dashed: the explorer's current input"
-)
-
-
-def top_row(i: int) -> float:
-    """The y of the i-th shown unit's top examples (rows evenly spaced on the log axis)."""
-    return TOP_ROW * ROW_STEP**i
-
-
-def y_start(units: int) -> float:
-    """The bottom of the y range: just below the last row of top examples."""
-    return top_row(max(units, 1) - 1) * 0.8
-
-
-def finite_edges(edges: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``edges`` with an infinite first / last edge replaced by the unit's smallest / largest value
-    (the outer bins hold values beyond ±2**20: their finite extent is the data's)."""
-    edges = np.array(edges, dtype=np.float64)
-    if edges.size:
-        edges[0] = low if np.isinf(edges[0]) else edges[0]
-        edges[-1] = high if np.isinf(edges[-1]) else edges[-1]
-    return edges
-
-
-def histogram_sources(prefix: str = "") -> dict[str, ColumnDataSource]:
-    """The plot's empty sources by role (``BINS``, ``CURRENT``, ``TOP``), named ``prefix + role``."""
-    return {role: ColumnDataSource({c: [] for c in names}, name=prefix + role) for role, names in COLUMNS.items()}
-
-
-def histogram_columns(stats: Any, units: Sequence[int], k: int | None = None) -> tuple[dict, dict, list[str]]:
-    """The columns of the ``BINS`` and ``TOP`` sources for ``units`` of one layer's statistics ``stats`` (the
-    non-empty bins of each histogram, its infinite outer edges clipped; the first ``k`` top examples),
-    and notes on units that had no finite value."""
-    bins: dict[str, list] = {c: [] for c in COLUMNS[BINS]}
-    top: dict[str, list] = {c: [] for c in COLUMNS[TOP]}
-    notes = []
-    for i, unit in enumerate(units):
-        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
-        counts, edges = stats.histogram(unit)
-        edges = finite_edges(edges, float(stats.min[unit]), float(stats.max[unit]))
-        label = f"unit {unit} · fires {stats.density[unit]:.1%}" + _bad_values(stats, unit)
-        if not counts.size or not counts.any():
-            notes.append(f"unit {unit} has no finite values{_bad_values(stats, unit)}")
-        drawn = counts > 0  # empty bins draw nothing (and have no log)
-        for name, column in (
-            ("left", edges[:-1][drawn]), ("right", edges[1:][drawn]), ("top", counts[drawn]), ("count", counts[drawn]),
-        ):  # fmt: skip
-            bins[name].extend(column.tolist())
-        bins["colour"] += [colour] * int(drawn.sum())
-        bins["label"] += [label] * int(drawn.sum())
-        bins["unit"] += [unit] * int(drawn.sum())
-        for rank, (value, example, position) in enumerate(stats.top_k(unit)[:k], 1):
-            for name, entry in zip(top, (value, top_row(i), colour, unit, example, position, rank), strict=True):
-                top[name].append(entry)
-    return _columns(bins), _columns(top), notes
-
-
-def histogram_figure(sources: dict[str, ColumnDataSource], caption: str = CAPTION, width: int = 640, height: int = 340):
-    """The overlaid histograms over :func:`histogram_sources`: (figure, the renderer of the dashed
-    current-input lines). Used by :class:`Distributions` and by reports."""
-    fig = figure(
-        title=" ", width=width, height=height, y_axis_type="log", tools="", toolbar_location=None,
-        x_range=Range1d(0, 1), y_range=Range1d(y_start(1), 10), x_axis_label="activation",
-        y_axis_label="values in the scan (log)",
-    )  # fmt: skip
-    bars = fig.quad(
-        left="left", right="right", top="top", bottom=BAR_BOTTOM, source=sources[BINS],
-        fill_color="colour", fill_alpha=0.3, line_color="colour", line_width=1.5, legend_field="label",
-    )  # fmt: skip
-    # A segment across the whole plot: y0 and y1 follow the y range (see fit_ranges).
-    current = fig.segment(
-        x0="x", y0=y_start(1), x1="x", y1=10, source=sources[CURRENT], color="colour",
-        line_width=2.5, line_dash="dashed",
-    )  # fmt: skip
-    top = fig.scatter(
-        "x", "y", source=sources[TOP], marker="triangle", size=11, fill_color="colour",
-        line_color="black", line_width=0.5, nonselection_alpha=0.5, selection_line_width=2,
-    )  # fmt: skip
-    fig.add_tools(
-        HoverTool(
-            renderers=[bars],
-            tooltips=[
-                ("unit", "@unit"),
-                ("bin", "@left{0.000} … @right{0.000}"),
-                ("values", "@count"),
-            ],
-        ),
-        HoverTool(
-            renderers=[top],
-            tooltips=[
-                ("top example", "#@rank: example @example, unit @unit"),
-                ("value", "@x{0.000}"),
-            ],
-        ),
-        TapTool(renderers=[bars, top]),
-    )
-    # The legend outside the plot: overlaid histograms leave no free corner.
-    legend = fig.legend[0]
-    fig.center.remove(legend)
-    legend.update(location="top_left", label_text_font_size="9pt")
-    fig.add_layout(legend, "right")
-    fig.add_layout(Title(text=caption, text_font_size="8pt", text_font_style="italic", text_color="#616161"), "below")
-    fig.yaxis.formatter = NumeralTickFormatter(format="0,0")  # 1, 10, 100 rather than 10⁰, 10¹, 10²
-    return fig, current
-
-
-def fit_ranges(apply: Any, fig: Any, current: Any, sources: dict[str, ColumnDataSource], units: int) -> None:
-    """Fit the axes to the drawn bars, top examples and current values, through ``apply(model, **props)``
-    (a widget's in-place ``update``, or setting the properties directly)."""
-    bins, top, now = (sources[role].data for role in (BINS, TOP, CURRENT))
-    low, high = y_start(units), max(np.asarray(bins["top"]).tolist(), default=1) * 4
-    apply(fig.y_range, start=low, end=high)
-    apply(current.glyph, y0=low, y1=high)
-    start, end = padded_extent(np.concatenate([np.asarray(c, dtype=np.float64).ravel() for c in (
-        bins["left"], bins["right"], top["x"], now["x"])]), margin=0.04)  # fmt: skip
-    apply(fig.x_range, start=start, end=end)
 
 
 class Distributions(Companion):
@@ -303,17 +176,3 @@ class Distributions(Companion):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
             raise TypeError(f"a tap on a {what} carries its index, got {value!r}")
         return int(value)
-
-
-def _bad_values(stats: Any, unit: int) -> str:
-    """Like " · 3 NaN, 1 inf" for a unit that had non-finite values in the scan, else ""."""
-    counts = [(int(stats.nan_count[unit]), "NaN"), (int(stats.inf_count[unit]), "inf")]
-    text = ", ".join(f"{n} {what}" for n, what in counts if n)
-    return f" · {text}" if text else ""
-
-
-def _columns(table: dict[str, list]) -> dict[str, Any]:
-    """Numeric columns as numpy arrays (binary on the wire: int32 or float32), strings as lists."""
-    return {
-        name: values if values and isinstance(values[0], str) else np.asarray(values) for name, values in table.items()
-    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import Any
 
@@ -15,19 +15,9 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from ..core import Probe
-from ..core.edits import Edit, ablate, clamp, scale, steer
-from ..core.outputs import (
-    KINDS,
-    Comparison,
-    accuracy,
-    compare,
-    cosine_similarity,
-    logits_of,
-    next_token_hits,
-    output_kind,
-    readout,
-    top1_changed,
-)
+from ..core.edits import Edit, ablate, clamp, scale, steer, unit_direction
+from ..core.effects import Readouts, batch_readouts, edited_output, is_causal_lm, sample_effect
+from ..core.outputs import KINDS, Comparison, compare, logits_of, output_kind, readout
 from . import background
 from .base import bundle, handles
 from .companion import Companion
@@ -42,15 +32,6 @@ MIN_SAMPLE, MAX_DEFAULT_SAMPLE = 8, 1024
 BEFORE, AFTER = "#b5b5b5", "#1f77b4"
 NOTED = 0.005  # the smallest probability written next to its bar
 AXIS = {"classes": "probability", "tokens": "log-probability at the predicted token", "vector": "output value"}
-
-
-def unit_direction(units: Sequence[int], width: int) -> torch.Tensor | None:
-    """The normalised sum of the basis vectors of ``units``: steering along it raises them all alike."""
-    if not units:
-        return None
-    vector = torch.zeros(width)
-    vector[list(units)] = 1.0 / np.sqrt(len(units))
-    return vector
 
 
 class _Same:
@@ -233,9 +214,11 @@ class Interventions(Companion):
     def _tokenizer(self) -> Any:
         return getattr(getattr(self.view, "adapter", None), "tokenizer", None)
 
+    def _mask_token_id(self) -> int | None:
+        return getattr(self._tokenizer(), "mask_token_id", None)
+
     def _readout(self, output: Any, kind: str, inputs: Any) -> np.ndarray:
-        tokenizer = self._tokenizer()
-        return readout(output, kind, inputs, getattr(tokenizer, "mask_token_id", None))
+        return readout(output, kind, inputs, self._mask_token_id())
 
     def _name(self, kind: str, index: int) -> str:
         if kind == "tokens":
@@ -298,11 +281,6 @@ class Interventions(Companion):
         self._sample = min(size, len(examples))
         self._apply(self.mode, self.strength, self._vector)
 
-    def _run_edited(self, inputs: Any, edit: Edit, probe: Probe | None = None, layer: str | None = None) -> Any:
-        probe = probe or self.probe
-        with probe.edit({layer or self.view.layer: edit}):
-            return probe.run(inputs, []).output
-
     def _memo(self, name: str, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()``, or what it gave for the same key the last time ``name`` was asked for."""
         held = self._memos.get(name)
@@ -330,7 +308,7 @@ class Interventions(Companion):
             if edit is not None:
                 after = self._memo(
                     "after", (_Same(inputs), *edited),
-                    lambda: self._readout(self._run_edited(inputs, edit), kind, inputs),
+                    lambda: self._readout(edited_output(self.probe, inputs, view.layer, edit), kind, inputs),
                 )  # fmt: skip
             batches = None if examples is None else self._sample_batches(examples)
         comparison = compare(kind, before[example], after[example], partial(self._name, kind), self._k)
@@ -424,24 +402,6 @@ class Interventions(Companion):
             self.set_trait("sample_effect", text)
             self.set_trait("sample_status", f"{effect['examples']} of {self.data_size} examples, {seconds:.1f} s")
 
-    def _causal(self, kind: str) -> bool:
-        """A language model that predicts the next token (a transformers model that can generate; a
-        masked language model cannot): its accuracy over the data's own texts is measurable."""
-        can_generate = getattr(self.probe.model, "can_generate", None)
-        return kind == "tokens" and callable(can_generate) and bool(can_generate())
-
-    def _chunk_readouts(
-        self, probe: Probe, inputs: Any, kind: str, edit: Edit | None, layer: str
-    ) -> tuple[np.ndarray, int, int]:
-        """One chunk's readouts, and for a causal language model its next-token (hits, predictions)."""
-        output = probe.run(inputs, []).output if edit is None else self._run_edited(inputs, edit, probe, layer)
-        ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else None
-        hits = total = 0
-        if self._causal(kind) and ids is not None and tuple(logits_of(output).shape[:2]) == tuple(ids.shape):
-            mask = inputs.get("attention_mask")
-            hits, total = next_token_hits(logits_of(output).cpu(), ids.cpu(), None if mask is None else mask.cpu())
-        return self._readout(output, kind, inputs), hits, total
-
     def _sample_work(
         self, examples: Any, batches: tuple, kind: str, edit: Edit | None, layer: str, probe: Probe
     ) -> Generator[tuple[str, int], None, tuple[dict[str, Any], str]]:
@@ -449,13 +409,14 @@ class Interventions(Companion):
         edit of ``layer`` (the one it was made for: the explorer may show another one by now), one chunk
         per step; then the effect."""
         indices, chunks = batches
+        mask_token_id, causal = self._mask_token_id(), is_causal_lm(probe.model, kind)
 
-        def readouts(phase: str, edit: Edit | None, rows: list) -> Generator:
-            """Run the chunks not in ``rows`` yet, appending each one's (readouts, hits, predictions)."""
+        def readouts(phase: str, edit: Edit | None, rows: list[Readouts]) -> Generator:
+            """Run the chunks not in ``rows`` yet, appending each one's readouts."""
             for inputs in chunks[len(rows) :]:
-                rows.append(self._chunk_readouts(probe, inputs, kind, edit, layer))
-                yield phase, sum(len(row[0]) for row in rows)
-            return np.concatenate([row[0] for row in rows]), (sum(r[1] for r in rows), sum(r[2] for r in rows))
+                rows.append(batch_readouts(probe, inputs, kind, layer, edit, mask_token_id, causal))
+                yield phase, sum(len(row) for row in rows)
+            return Readouts.concat(rows)
 
         key = (_Same(examples), kind, len(indices))  # once per data set and size, not per edit
         plain = self._held("sample before", key)
@@ -467,39 +428,16 @@ class Interventions(Companion):
             with background.lock:
                 self._memos["sample before"] = (key, plain)
         edited = plain if edit is None else (yield from readouts("after", edit, []))
-        return self._sample_effect(examples, indices, kind, plain, edited)
+        labels = self._sample_labels(examples, indices) if kind == "classes" else None
+        return sample_effect(kind, plain, edited, labels)
 
-    def _sample_effect(
-        self, examples: Any, indices: np.ndarray, kind: str, plain: tuple, edited: tuple
-    ) -> tuple[dict[str, Any], str]:
-        (before, hits_before), (after, hits_after) = plain, edited
-        count = len(before)
-        if kind == "vector":
-            similarity = float(np.mean([cosine_similarity(b, a) for b, a in zip(before, after, strict=True)]))
-            text = f"over {count} examples of the data: mean cosine similarity of the output {similarity:.3f}"
-            return {"examples": count, "cosine_similarity": similarity}, text
-        changed = int(top1_changed(before, after).sum())
-        effect: dict[str, Any] = {"examples": count, "changed": changed}
-        # For a language model: the one prediction the panel shows, at the [MASK] or the last token.
-        what = "top class" if kind == "classes" else "top predicted token"
-        parts = [f"{what} changed on {changed} ({changed / count:.0%})"]
-        labels = None
+    def _sample_labels(self, examples: Any, indices: np.ndarray) -> np.ndarray | None:
+        """The labels of the sampled examples: ``labels=``, else a labelled dataset's own, else None."""
         if self._labels is not None:
-            labels = self._labels[indices - examples.start_index]
-        elif examples.labelled:  # a labelled dataset carries its own
-            labels = examples.labels(indices)
-        if labels is not None and kind == "classes":
-            effect.update(accuracy_before=accuracy(before, labels), accuracy_after=accuracy(after, labels))
-            parts.insert(0, f"accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%}")
-        if hits_before[1]:  # a causal language model: does it still predict the texts' next tokens?
-            effect.update(accuracy_before=hits_before[0] / hits_before[1], accuracy_after=hits_after[0] / hits_after[1])
-            parts.insert(
-                0,
-                f"next-token accuracy {effect['accuracy_before']:.1%} → {effect['accuracy_after']:.1%} "
-                f"({hits_before[1]} predictions)",
-            )
-        text = f"over {count} examples of the data: {'; '.join(parts)}"
-        return effect, text
+            return self._labels[indices - examples.start_index]
+        if examples.labelled:
+            return examples.labels(indices)
+        return None
 
     # -- the plot ------------------------------------------------------------------------------
 

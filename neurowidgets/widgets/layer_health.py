@@ -4,108 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import traitlets
-from bokeh.layouts import row
-from bokeh.models import ColumnDataSource, HoverTool, Row, TapTool
-from bokeh.plotting import figure
-from bokeh.transform import dodge
 
+from ..core.health import health_table
 from ..core.scan import ScanResult, check_scan
+from ..figures import DEAD, DENSITY, SATURATED, health_figure, health_sources
 from .companion import Companion
-
-# One source per clickable glyph: which bar was clicked decides which units are selected.
-DEAD, SATURATED, DENSITY = "nw-health-dead", "nw-health-saturated", "nw-health-density"
-DENSITY_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-
-
-def health_table(scan: ScanResult) -> dict[str, list]:
-    """Per scanned layer: the fractions of dead and of saturated units, and the 10/25/50/75/90th
-    percentiles of the units' firing densities (``q10`` … ``q90``).
-
-    ``saturated`` is NaN (not drawn; "not tracked" in ``saturated_text``) for layers whose bounds the
-    scan did not track (``saturation_tracked`` False). ``threshold``: the firing threshold of the density.
-    """
-    table: dict[str, list] = {
-        "layer": [], "units": [], "dead": [], "dead_count": [], "saturated": [],
-        "saturated_count": [], "saturation_tracked": [], "saturated_text": [], "threshold": [],
-        **{f"q{round(q * 100)}": [] for q in DENSITY_QUANTILES},
-    }  # fmt: skip
-    for layer in scan.layers:
-        stats = scan[layer]
-        units = stats.num_units
-        dead = len(stats.dead())
-        tracked = stats.bounds is not None
-        saturated = len(stats.saturated()) if tracked else 0
-        table["layer"].append(layer)
-        table["units"].append(units)
-        table["dead"].append(dead / units)
-        table["dead_count"].append(dead)
-        table["saturated"].append(saturated / units if tracked else float("nan"))
-        table["saturated_count"].append(saturated)
-        table["saturation_tracked"].append(tracked)
-        table["saturated_text"].append(f"{saturated} ({saturated / units:.1%})" if tracked else "not tracked")
-        table["threshold"].append(stats.threshold)
-        for q, value in zip(DENSITY_QUANTILES, np.quantile(stats.density, DENSITY_QUANTILES), strict=True):
-            table[f"q{round(q * 100)}"].append(float(value))
-    return table
-
-
-def health_sources(scan: ScanResult) -> dict[str, ColumnDataSource]:
-    """One source of :func:`health_table` per clickable glyph (``DEAD``, ``SATURATED``, ``DENSITY``)."""
-    table = health_table(scan)
-    return {name: ColumnDataSource(dict(table), name=name) for name in (DEAD, SATURATED, DENSITY)}
-
-
-def health_figure(sources: dict[str, ColumnDataSource], title: str = "Layer health") -> Row:
-    """The layer-health plot over :func:`health_sources`: bars of the dead and saturated fractions per
-    layer, beside a box of the units' firing densities. Used by :class:`LayerHealth` and by reports."""
-    layers = list(sources[DEAD].data["layer"])
-    thresholds = set(sources[DEAD].data["threshold"])
-    above = f"> {thresholds.pop():g}" if len(thresholds) == 1 else "above the layer's threshold"
-    height = 120 + 44 * len(layers)
-    bars = figure(
-        y_range=list(reversed(layers)), x_range=(0, 1.02), title=title, tools="", height=height,
-        width=380, toolbar_location=None, x_axis_label="fraction of the layer's units",
-    )  # fmt: skip
-    for name, column, label, colour, offset in (
-        (DEAD, "dead", "dead", "#d62728", -0.17),
-        (SATURATED, "saturated", "saturated", "#ff7f0e", 0.17),
-    ):
-        bars.hbar(
-            y=dodge("layer", offset, range=bars.y_range), right=column, height=0.3,
-            source=sources[name], color=colour, legend_label=label,
-            nonselection_alpha=0.3, selection_alpha=1.0, selection_line_color="black",
-        )  # fmt: skip
-    bars.add_tools(TapTool(), HoverTool(tooltips=[
-        ("layer", "@layer (@units units)"), ("dead", "@dead_count (@dead{0.0%})"),
-        ("saturated", "@saturated_text"),
-    ]))  # fmt: skip
-    bars.legend.orientation = "horizontal"
-    bars.add_layout(bars.legend[0], "below")  # outside the frame: a bar may reach 1
-    bars.ygrid.grid_line_color = None
-
-    spread = figure(
-        y_range=bars.y_range, x_range=(0, 1.02), title="Firing density of the units", tools="",
-        height=height, width=300, toolbar_location=None, x_axis_label=f"fraction of values {above}",
-    )  # fmt: skip
-    source = sources[DENSITY]
-    spread.segment("q10", "layer", "q90", "layer", source=source, color="#1f77b4", line_width=2)
-    spread.hbar(
-        y="layer", left="q25", right="q75", height=0.4, source=source, color="#aec7e8",
-        line_color="#1f77b4", nonselection_alpha=0.3, selection_line_color="black",
-    )  # fmt: skip
-    spread.segment(
-        "q50", dodge("layer", -0.2, range=spread.y_range), "q50", dodge("layer", 0.2, range=spread.y_range),
-        source=source, color="black", line_width=2,
-    )  # fmt: skip
-    spread.add_tools(TapTool(), HoverTool(tooltips=[
-        ("layer", "@layer"), ("median density", "@q50{0.000}"),
-        ("quartiles", "@q25{0.000} – @q75{0.000}"), ("10th–90th pct", "@q10{0.000} – @q90{0.000}"),
-    ]))  # fmt: skip
-    spread.yaxis.visible = False
-    spread.ygrid.grid_line_color = None
-    return row(bars, spread)
 
 
 class LayerHealth(Companion):
@@ -121,7 +25,7 @@ class LayerHealth(Companion):
     def __init__(self, scan: ScanResult, title: str = "Layer health", follow: Any = None, **kwargs: Any):
         check_scan(scan)
         self.scan = scan
-        self.sources = health_sources(scan)
+        self.sources = health_sources(health_table(scan))
         super().__init__(
             health_figure(self.sources, title),
             follow=follow,

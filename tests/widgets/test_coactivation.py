@@ -13,7 +13,7 @@ from gate import Gate
 
 import neurowidgets as nw
 from neurowidgets.widgets import background, coactivation
-from neurowidgets.widgets.coactivation import MATRIX, PAIR, SCATTER, CoActivation, max_activations
+from neurowidgets.widgets.coactivation import MATRIX, PAIR, SCATTER, CoActivation
 
 
 def by_hand(explorer, layer: str, indices) -> np.ndarray:
@@ -159,26 +159,6 @@ def test_without_data_the_sample_is_the_explorers_batch(data):
     assert co.activations().shape == (30, 64)
     assert co.activations() == pytest.approx(explorer.values.max(axis=1), abs=1e-5)
     assert len(co.sources[SCATTER].data["x"]) == 30
-
-
-class Embed(torch.nn.Module):
-    """A text model's first layer: token ids (with an attention mask) → (batch, tokens, 3)."""
-
-    def __init__(self):
-        super().__init__()
-        self.emb = torch.nn.Embedding(5, 3)
-        with torch.no_grad():
-            self.emb.weight.copy_(torch.arange(15.0).view(5, 3))
-
-    def forward(self, input_ids, attention_mask):
-        return self.emb(input_ids)
-
-
-def test_padding_is_left_out_of_the_maxima():
-    ids = torch.tensor([[1, 2, 4], [0, 1, 4]])
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])  # row 1's last token (the largest embedding) is padding
-    maxima = max_activations(nw.Probe(Embed()), {"input_ids": ids, "attention_mask": mask}, "emb")
-    assert maxima.tolist() == [[12.0, 13.0, 14.0], [3.0, 4.0, 5.0]]
 
 
 def test_bad_inputs_give_clear_errors(explorer):

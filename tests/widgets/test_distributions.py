@@ -10,7 +10,8 @@ from frontend import FakeFrontend
 from traitlets import TraitError
 
 import neurowidgets as nw
-from neurowidgets.widgets.distributions import BINS, CURRENT, SERIES_COLOURS, TOP, Distributions
+from neurowidgets.figures import BINS, CURRENT, SERIES_COLOURS, TOP
+from neurowidgets.widgets.distributions import Distributions
 
 
 def drawn(widget, name: str) -> dict[str, np.ndarray]:

@@ -13,8 +13,9 @@ from traitlets import TraitError
 
 import neurowidgets as nw
 from neurowidgets.datasets import digits
+from neurowidgets.figures import DEAD, DENSITY, SATURATED
 from neurowidgets.widgets.bokeh_host import BokehHost, bokehjs_source
-from neurowidgets.widgets.layer_health import DEAD, DENSITY, SATURATED, LayerHealth
+from neurowidgets.widgets.layer_health import LayerHealth
 from neurowidgets.widgets.wire import decode
 
 LAYERS = ["relu1", "relu2", "relu3"]
