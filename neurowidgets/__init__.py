@@ -55,6 +55,7 @@ __all__ = [
     "clamp",
     "direct_logit_attribution",
     "explore",
+    "export_html",
     "load_scan",
     "logit_lens",
     "report",
@@ -83,6 +84,10 @@ def __getattr__(name: str):
         from .reporting import report
 
         return report
+    if name == "export_html":  # needs nbconvert: a notebook as HTML whose widgets draw offline
+        from .export import export_html
+
+        return export_html
     if name == "datasets":  # the embedded digits CNN and data: `nw.datasets.digits()`
         return importlib.import_module(f"{__name__}.datasets")
     raise AttributeError(f"module 'neurowidgets' has no attribute {name!r}")
