@@ -15,6 +15,7 @@ from .core import (
     ShardError,
     TextAdapter,
     ablate,
+    attention_patterns,
     clamp,
     direct_logit_attribution,
     load_scan,
@@ -23,6 +24,7 @@ from .core import (
     scan,
     steer,
     top_logits,
+    units_at_token,
 )
 from .core.attribution import attribute
 from .core.visualize import visualize
@@ -51,6 +53,7 @@ __all__ = [
     "TokenHeatmap",
     "TopExamples",
     "ablate",
+    "attention_patterns",
     "attribute",
     "clamp",
     "direct_logit_attribution",
@@ -63,6 +66,7 @@ __all__ = [
     "scan",
     "steer",
     "top_logits",
+    "units_at_token",
     "visualize",
 ]
 

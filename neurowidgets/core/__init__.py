@@ -1,6 +1,7 @@
 """The core: models, tensors and statistics. Knows nothing about widgets."""
 
 from .activations import Activations
+from .attention import AttentionPatterns, attention_patterns
 from .distributed import ShardError
 from .edits import Edit, ablate, clamp, scale, steer
 from .health import health_table
@@ -9,9 +10,11 @@ from .probe import Capture, LayerError, LayerInfo, ModelCallError, Probe
 from .scan import ScanResult, load_scan, scan
 from .stats import LayerStats
 from .text import TextAdapter
+from .token_units import units_at_token
 
 __all__ = [
     "Activations",
+    "AttentionPatterns",
     "Capture",
     "Edit",
     "LayerError",
@@ -23,6 +26,7 @@ __all__ = [
     "ShardError",
     "TextAdapter",
     "ablate",
+    "attention_patterns",
     "clamp",
     "direct_logit_attribution",
     "health_table",
@@ -32,4 +36,5 @@ __all__ = [
     "scan",
     "steer",
     "top_logits",
+    "units_at_token",
 ]
