@@ -1,6 +1,7 @@
-"""The bokeh figures drawn both by the live companion views (widgets/) and by the standalone report
-(reporting.py): each builder takes the sources it draws, so that a view updates them in place and the
-report fills them once. Nothing here knows about widgets or computes statistics (see the core)."""
+"""The bokeh figures: those of the live companion views (widgets/) and of the standalone report
+(reporting.py), which draws some of the same ones. Each builder draws named sources, so that a view
+updates them in place and the report fills them once. Nothing here knows about widgets or computes
+statistics (see the core)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ from typing import Any
 
 import numpy as np
 from bokeh.layouts import row
-from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Range1d, Row, TapTool, Title
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    FactorRange,
+    HoverTool,
+    LinearColorMapper,
+    NumeralTickFormatter,
+    Range1d,
+    Row,
+    TapTool,
+    Title,
+)
+from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
@@ -227,3 +240,94 @@ def health_figure(sources: dict[str, ColumnDataSource], title: str = "Layer heal
     spread.yaxis.visible = False
     spread.ygrid.grid_line_color = None
     return row(bars, spread)
+
+
+# -- correlation matrix and unit-vs-unit scatter --------------------------------------------------
+
+MATRIX, PAIR, SCATTER = "nw-coact-matrix", "nw-coact-pair", "nw-coact-scatter"
+NAN_GREY = "#9e9e9e"  # constant units have no correlation: grey, apart from every colour of the scale
+
+
+def coactivation_sources() -> dict[str, ColumnDataSource]:
+    """The empty sources of :func:`coactivation_figure`: the matrix's cells, the outlined pair's cells,
+    the scatter's points."""
+    return {
+        MATRIX: ColumnDataSource({"x": [], "y": [], "a": [], "b": [], "cell": [], "r": [], "r_text": []}, name=MATRIX),
+        PAIR: ColumnDataSource({"x": [], "y": []}, name=PAIR),
+        SCATTER: ColumnDataSource({"x": [], "y": [], "example": []}, name=SCATTER),
+    }
+
+
+def coactivation_figure(sources: dict[str, ColumnDataSource]) -> tuple[Row, Any, Any]:
+    """(the layout, the correlation matrix, the unit-vs-unit scatter) over :func:`coactivation_sources`."""
+    mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-1, high=1, nan_color=NAN_GREY)
+    matrix = figure(
+        title=" ", x_range=FactorRange(), y_range=FactorRange(), width=420, height=400, tools="",
+        toolbar_location=None, x_axis_label="unit", y_axis_label="unit",
+    )  # fmt: skip
+    matrix.rect(
+        "x", "y", 1, 1, source=sources[MATRIX], fill_color={"field": "r", "transform": mapper},
+        line_color="white", nonselection_fill_alpha=1.0, selection_fill_alpha=1.0,
+    )  # fmt: skip
+    matrix.rect("x", "y", 1, 1, source=sources[PAIR], fill_alpha=0, line_color="black", line_width=3)
+    matrix.add_tools(TapTool(), HoverTool(tooltips=[("units", "@a × @b"), ("correlation", "@r_text")]))
+    matrix.add_layout(ColorBar(color_mapper=mapper, width=10), "right")
+    matrix.grid.grid_line_color = None
+    matrix.axis.major_tick_line_color = None
+    matrix.xaxis.major_label_orientation = np.pi / 2
+
+    scatter = figure(
+        title=" ", x_range=Range1d(0, 1), y_range=Range1d(0, 1), width=400, height=400, tools="",
+        toolbar_location=None,
+    )  # fmt: skip
+    scatter.scatter(
+        "x", "y", source=sources[SCATTER], size=7, fill_alpha=0.5, line_alpha=0.8,
+        color="#4e79a7", selection_color="#e15759", selection_fill_alpha=1.0, nonselection_alpha=0.35,
+    )  # fmt: skip
+    scatter.add_tools(TapTool(), HoverTool(tooltips=[("example", "@example"), ("a, b", "@x{0.000}, @y{0.000}")]))
+    return row(matrix, scatter), matrix, scatter
+
+
+# -- an edit's effect on the output: before and after ---------------------------------------------
+
+BARS = "nw-interventions-bars"
+BEFORE, AFTER = "#b5b5b5", "#1f77b4"
+AXIS = {"classes": "probability", "tokens": "log-probability at the predicted token", "vector": "output value"}
+
+
+def comparison_figure(kind: str, rows: int) -> tuple[Any, ColumnDataSource]:
+    """(figure, its empty source ``BARS``) of an output before and after an edit, for ``rows`` entries
+    of a readout of ``kind`` (see core/outputs.py): side-by-side bars of probabilities for classes, a
+    dot before and a dot after, joined, for log-probabilities and values (they have no natural 0)."""
+    source = ColumnDataSource(
+        {"label": [], "before": [], "after": [], "change": [], "note": [], "note_x": []}, name=BARS
+    )
+    fig = figure(
+        y_range=FactorRange(), x_range=Range1d(0, 1), height=110 + 30 * rows, width=460, tools="",
+        toolbar_location=None, x_axis_label=AXIS[kind], title="",
+    )  # fmt: skip
+    if kind == "classes":
+        for column, offset, colour in (("before", 0.18, BEFORE), ("after", -0.18, AFTER)):
+            fig.hbar(
+                y=dodge("label", offset, range=fig.y_range), left=0, right=column, height=0.34,
+                source=source, color=colour, legend_label=column,
+            )  # fmt: skip
+    else:
+        fig.segment("before", "label", "after", "label", source=source, color=AFTER, line_width=2)
+        for column, colour in (("before", BEFORE), ("after", AFTER)):
+            fig.scatter(column, "label", source=source, size=10, color=colour, legend_label=column)
+    fig.text(
+        x="note_x", y="label", text="note", source=source, x_offset=6, text_baseline="middle",
+        text_font_size="11px", text_color="#333333",
+    )  # fmt: skip
+    fig.add_tools(HoverTool(tooltips=[("", "@label"), ("before", "@before{0.000}"), ("after", "@after{0.000}")]))
+    if kind == "classes":
+        fig.xaxis.ticker = [0, 0.25, 0.5, 0.75, 1]  # the range runs on to 1.35 for the notes
+    fig.legend.orientation = "horizontal"
+    fig.legend.border_line_alpha = 0
+    fig.legend.padding = 2
+    fig.legend.location = "top_left"
+    fig.add_layout(fig.legend[0], "above")
+    fig.ygrid.grid_line_color = None
+    fig.title.text_font_size = "13px"
+    return fig, source

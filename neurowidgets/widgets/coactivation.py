@@ -6,20 +6,14 @@ from typing import Any
 
 import numpy as np
 import traitlets
-from bokeh.layouts import row
-from bokeh.models import ColorBar, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper, Range1d, TapTool
-from bokeh.palettes import RdBu11
-from bokeh.plotting import figure
 
 from ..core import Probe
 from ..core.correlation import correlation, matrix_units, max_activations, strongest_pair, undefined_because
-from ..figures import padded_extent
+from ..figures import MATRIX, PAIR, SCATTER, coactivation_figure, coactivation_sources, padded_extent
 from . import background
 from .companion import Companion
 from .layer_view import LayerView
 
-MATRIX, PAIR, SCATTER = "nw-coact-matrix", "nw-coact-pair", "nw-coact-scatter"
-NAN_GREY = "#9e9e9e"  # constant units have no correlation: grey, apart from every colour of the scale
 CHUNK_POSITIONS = 512  # positions (tokens, or examples without positions) per forward pass of the sample
 
 
@@ -56,14 +50,9 @@ class CoActivation(Companion):
         self.pair: tuple[int, int] | None = None
         self._clicked: tuple[int, int] | None = None
         self._ready = False
-        self.sources = {
-            MATRIX: ColumnDataSource(
-                {"x": [], "y": [], "a": [], "b": [], "cell": [], "r": [], "r_text": []}, name=MATRIX
-            ),
-            PAIR: ColumnDataSource({"x": [], "y": []}, name=PAIR),
-            SCATTER: ColumnDataSource({"x": [], "y": [], "example": []}, name=SCATTER),
-        }
-        super().__init__(self._figure(), follow=view, selectable={MATRIX: "cell", SCATTER: "example"}, **kwargs)
+        self.sources = coactivation_sources()
+        layout, self._matrix, self._scatter = coactivation_figure(self.sources)
+        super().__init__(layout, follow=view, selectable={MATRIX: "cell", SCATTER: "example"}, **kwargs)
         self._ready = True
         self._refresh(new_matrix=True)
 
@@ -168,35 +157,6 @@ class CoActivation(Companion):
         return strongest_pair(self.correlation, self.matrix_units, selected[0] if selected else None)
 
     # -- drawing -------------------------------------------------------------------------------
-
-    def _figure(self):
-        mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-1, high=1, nan_color=NAN_GREY)
-        matrix = figure(
-            title=" ", x_range=FactorRange(), y_range=FactorRange(), width=420, height=400, tools="",
-            toolbar_location=None, x_axis_label="unit", y_axis_label="unit",
-        )  # fmt: skip
-        matrix.rect(
-            "x", "y", 1, 1, source=self.sources[MATRIX], fill_color={"field": "r", "transform": mapper},
-            line_color="white", nonselection_fill_alpha=1.0, selection_fill_alpha=1.0,
-        )  # fmt: skip
-        matrix.rect("x", "y", 1, 1, source=self.sources[PAIR], fill_alpha=0, line_color="black", line_width=3)
-        matrix.add_tools(TapTool(), HoverTool(tooltips=[("units", "@a × @b"), ("correlation", "@r_text")]))
-        matrix.add_layout(ColorBar(color_mapper=mapper, width=10), "right")
-        matrix.grid.grid_line_color = None
-        matrix.axis.major_tick_line_color = None
-        matrix.xaxis.major_label_orientation = np.pi / 2
-
-        scatter = figure(
-            title=" ", x_range=Range1d(0, 1), y_range=Range1d(0, 1), width=400, height=400, tools="",
-            toolbar_location=None,
-        )  # fmt: skip
-        scatter.scatter(
-            "x", "y", source=self.sources[SCATTER], size=7, fill_alpha=0.5, line_alpha=0.8,
-            color="#4e79a7", selection_color="#e15759", selection_fill_alpha=1.0, nonselection_alpha=0.35,
-        )  # fmt: skip
-        scatter.add_tools(TapTool(), HoverTool(tooltips=[("example", "@example"), ("a, b", "@x{0.000}, @y{0.000}")]))
-        self._matrix, self._scatter = matrix, scatter
-        return row(matrix, scatter)
 
     def _refresh(self, new_matrix: bool = False) -> None:
         if self.view is None:  # unfollowed: nothing to sample

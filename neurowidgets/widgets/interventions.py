@@ -10,28 +10,23 @@ from typing import Any
 import numpy as np
 import torch
 import traitlets
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
-from bokeh.plotting import figure
-from bokeh.transform import dodge
 
 from ..core import Probe
 from ..core.edits import Edit, ablate, clamp, scale, steer, unit_direction
 from ..core.effects import Readouts, batch_readouts, edited_output, is_causal_lm, sample_effect
 from ..core.outputs import KINDS, Comparison, compare, logits_of, output_kind, readout
+from ..figures import comparison_figure
 from . import background
 from .base import bundle, handles
 from .companion import Companion
 from .layer_view import LayerView
 
 MODES = ("ablate", "clamp", "scale", "steer")
-BARS = "nw-interventions-bars"
 SAMPLE_BATCH = 64  # at most this many examples per forward pass of the sample
 SAMPLE_SECONDS = 3.0  # the default sample: about this long for its first edit (before and after)
 CHUNK_SECONDS = 0.5  # about this long per forward pass of the sample: progress, and a pause point
 MIN_SAMPLE, MAX_DEFAULT_SAMPLE = 8, 1024
-BEFORE, AFTER = "#b5b5b5", "#1f77b4"
 NOTED = 0.005  # the smallest probability written next to its bar
-AXIS = {"classes": "probability", "tokens": "log-probability at the predicted token", "vector": "output value"}
 
 
 class _Same:
@@ -321,7 +316,8 @@ class Interventions(Companion):
                 with self.hold_sync():
                     if kind != self.kind:
                         self.set_trait("kind", kind)
-                        self.show(self._figure(kind))
+                        self.plot, self.source = comparison_figure(kind, 10 if kind == "classes" else 2 * self._k)
+                        self.show(self.plot)
                     self.mode, self.strength = mode, strength
                     if vector is not self._vector:
                         self._set_vector(vector)
@@ -440,42 +436,6 @@ class Interventions(Companion):
         return None
 
     # -- the plot ------------------------------------------------------------------------------
-
-    def _figure(self, kind: str):
-        self.source = ColumnDataSource(
-            {"label": [], "before": [], "after": [], "change": [], "note": [], "note_x": []}, name=BARS
-        )
-        rows = 10 if kind == "classes" else 2 * self._k
-        fig = figure(
-            y_range=FactorRange(), x_range=Range1d(0, 1), height=110 + 30 * rows, width=460, tools="",
-            toolbar_location=None, x_axis_label=AXIS[kind], title="",
-        )  # fmt: skip
-        if kind == "classes":  # probabilities: bars from 0, side by side
-            for column, offset, colour in (("before", 0.18, BEFORE), ("after", -0.18, AFTER)):
-                fig.hbar(
-                    y=dodge("label", offset, range=fig.y_range), left=0, right=column, height=0.34,
-                    source=self.source, color=colour, legend_label=column,
-                )  # fmt: skip
-        else:  # log-probabilities and values have no natural 0: a dot before, a dot after, joined
-            fig.segment("before", "label", "after", "label", source=self.source, color=AFTER, line_width=2)
-            for column, colour in (("before", BEFORE), ("after", AFTER)):
-                fig.scatter(column, "label", source=self.source, size=10, color=colour, legend_label=column)
-        fig.text(
-            x="note_x", y="label", text="note", source=self.source, x_offset=6, text_baseline="middle",
-            text_font_size="11px", text_color="#333333",
-        )  # fmt: skip
-        fig.add_tools(HoverTool(tooltips=[("", "@label"), ("before", "@before{0.000}"), ("after", "@after{0.000}")]))
-        if kind == "classes":
-            fig.xaxis.ticker = [0, 0.25, 0.5, 0.75, 1]  # the range runs on to 1.35 for the notes
-        fig.legend.orientation = "horizontal"
-        fig.legend.border_line_alpha = 0
-        fig.legend.padding = 2
-        fig.legend.location = "top_left"
-        fig.add_layout(fig.legend[0], "above")
-        fig.ygrid.grid_line_color = None
-        fig.title.text_font_size = "13px"
-        self.plot = fig
-        return fig
 
     def _draw(self, comparison: Comparison, title: str) -> None:
         before, after = comparison.before, comparison.after

@@ -12,8 +12,9 @@ from frontend import FakeFrontend
 from gate import Gate
 
 import neurowidgets as nw
+from neurowidgets.figures import MATRIX, PAIR, SCATTER
 from neurowidgets.widgets import background, coactivation
-from neurowidgets.widgets.coactivation import MATRIX, PAIR, SCATTER, CoActivation
+from neurowidgets.widgets.coactivation import CoActivation
 
 
 def by_hand(explorer, layer: str, indices) -> np.ndarray:
