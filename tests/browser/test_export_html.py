@@ -7,6 +7,8 @@ by its last cell. `jupyter nbconvert --to neurowidgets` exports it (and nw.expor
 Python). Headless Chromium opens the file with every request but the file itself refused, and each
 widget must be drawn from its saved state: the grids' colours and outlines, the explorer's card, the
 bokeh plots with the kernel's data and selections; nothing fetched, no error in the console.
+The same from JupyterLab: clicks made in the page, saved with widget state, exported, drawn as the
+live page drew them.
 """
 
 from __future__ import annotations
@@ -19,14 +21,26 @@ from typing import Any
 
 import nbformat
 import pytest
-from bokeh_page import canvas_ink, source
+from bokeh_page import canvas_ink, source, wait_for_source
 from colours import close, diverging
 from conftest import PAGE_TIMEOUT, artifact_path, has_failed, save_failure_artifacts
-from grid_page import pixel
+from grid_page import click_unit, pixel
 
 from neurowidgets.export import export_html, run_notebook
 
 VIEW = "application/vnd.jupyter.widget-view+json"
+# The kernel's truth, printed as JSON: what the exported page must show.
+TRUTH = """\
+for companion in (health, distributions):
+    companion.wait(120)  # they follow the explorer in the background: the saved state is what they show
+print(json.dumps({
+    "grid": grid.values[0].max(axis=0).tolist(),
+    "grid_selected": grid.selected_units,
+    "explorer_selected": explorer.selected_units,
+    "explorer_layer": explorer.layer,
+    "health_layers": list(health.sources[DEAD].data["layer"]),
+    "health_selections": health.selections,
+}))"""
 CELLS = [
     """\
 import json
@@ -53,18 +67,12 @@ import ipywidgets  # a plain ipywidgets control: drawn by the same exported page
 
 slider = ipywidgets.IntSlider(value=7, max=20, description="k")
 slider""",
-    """\
-for companion in (health, distributions):
-    companion.wait(120)  # they follow the explorer in the background: the saved state is what they show
-print(json.dumps({
-    "grid": grid.values[0].max(axis=0).tolist(),
-    "grid_selected": grid.selected_units,
-    "explorer_selected": explorer.selected_units,
-    "explorer_layer": explorer.layer,
-    "health_layers": list(health.sources[DEAD].data["layer"]),
-    "health_selections": health.selections,
-}))""",
+    TRUTH,
 ]
+
+
+def count_views(notebook: Any) -> int:
+    return sum(VIEW in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +86,8 @@ def exported(tmp_path_factory) -> dict[str, Any]:
     saved = folder / "exported.ipynb"
     nbformat.write(notebook, saved)
     truth = json.loads(notebook.cells[-1].outputs[-1]["text"])
-    truth["views"] = sum(VIEW in output.get("data", {}) for cell in notebook.cells for output in cell.outputs)
+    truth["views"] = count_views(notebook)
+    truth["slider"] = True
     # grid, explorer, LayerHealth, Distributions, slider; and the scan's progress bar unless it was cached
     assert truth["views"] >= 5
 
@@ -149,10 +158,12 @@ def check_drawn(page: Any, truth: dict[str, Any]) -> None:
     page.wait_for_function("c => c.dataset.units === '16'", arg=canvas.element_handle())
     values = truth["grid"]
     limit = float(grid.locator(".nw-legend-ticks span").last.inner_text())  # the scale's limit, as drawn
-    assert limit >= max(abs(v) for v in values) * 0.999
+    drawn = [pixel(canvas, unit) for unit in range(16)]
     for unit, value in enumerate(values):
-        assert close(pixel(canvas, unit), diverging(value, limit)), (unit, value, pixel(canvas, unit))
-    assert len({tuple(pixel(canvas, u)) for u in range(16)}) > 4
+        assert close(drawn[unit], diverging(value, limit)), (unit, value, limit, drawn[unit])
+    assert len({tuple(p) for p in drawn}) > 4
+    if "live_grid" in truth:  # what the live page drew before the notebook was saved
+        assert drawn == truth["live_grid"]
     (selected,) = truth["grid_selected"]
     assert pixel(canvas, selected, dx=0.04) == [0, 0, 0], "the selected unit is outlined"
     assert pixel(canvas, (selected + 1) % 16, dx=0.04) != [0, 0, 0]
@@ -186,10 +197,10 @@ def check_drawn(page: Any, truth: dict[str, Any]) -> None:
     bins = source(distributions, "nw-dist-bins")["data"]
     assert bins["unit"] and set(bins["unit"]) == {unit}, "the histogram of the explorer's selected unit"
 
-    # A plain ipywidgets control (the html-manager's own controls, no CDN either).
-    slider = page.locator(".widget-slider").first
-    assert slider.locator(".widget-label").first.inner_text() == "k"
-    assert slider.locator(".widget-readout").inner_text() == "7"
+    if truth.get("slider"):  # a plain ipywidgets control (the html-manager's own controls, no CDN either)
+        slider = page.locator(".widget-slider").first
+        assert slider.locator(".widget-label").first.inner_text() == "k"
+        assert slider.locator(".widget-readout").inner_text() == "7"
 
 
 def test_exported_notebook_draws_every_widget_offline(offline, exported):
@@ -226,3 +237,57 @@ def test_a_notebook_saved_without_widget_state_is_exported_as_text(offline, expo
     assert page.get_by_text("NeuronGrid object at").count() == 1
     assert tab.requests == [tab.url]
     assert tab.errors == []
+
+
+def save_in_lab(page: Any, path: Path) -> dict:
+    """File > Save in JupyterLab; returns the notebook as written (with its widget state)."""
+    before = path.stat().st_mtime_ns
+    page.locator(".lm-MenuBar-item", has_text="File").click()
+    page.locator('li[data-command="docmanager:save"]').click()
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)')"
+        "?.title?.className?.includes('jp-mod-dirty')"
+    )
+    for _ in range(100):  # the server may still be writing the file
+        if path.stat().st_mtime_ns != before:
+            try:
+                return json.loads(path.read_bytes())
+            except ValueError:
+                pass
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{path.name} was not written")
+
+
+def test_a_notebook_saved_from_jupyterlab_exports_what_the_user_chose(lab_saving_widgets, offline, tmp_path):
+    """The usual way: explore in JupyterLab (clicks made in the page, and what the companions drew in
+    answer), save with widget state, export, open offline."""
+    lab = lab_saving_widgets
+    page, name = lab.page, "export_saved.ipynb"
+    lab.run_notebook(name, CELLS[:4])
+    grid = page.locator(".nw-grid:not(.nw-explorer .nw-grid)").first.locator("canvas.nw-grid-canvas")
+    page.wait_for_function("c => c.dataset.units === '16'", arg=grid.element_handle())
+    click_unit(page, grid, 3)
+    lab.poll("grid.selected_units", "[3]")
+    explorer = page.locator(".nw-explorer").first
+    click_unit(page, explorer.locator("canvas.nw-grid-canvas"), 11)
+    lab.poll("explorer.selected_units", "[11]")
+    # Save once the companions' plots show unit 11 (they follow the explorer in the background).
+    page.locator(".nw-bokeh-plot[data-ready='1']").nth(1).wait_for()
+    wait_for_source(
+        page.locator(".nw-bokeh-plot").nth(1),
+        "nw-dist-bins",
+        "s => s.data.unit.length > 0 && s.data.unit.every(u => u === 11)",
+    )
+    truth = json.loads(lab.eval(TRUTH))
+    truth["live_grid"] = [pixel(grid, unit) for unit in range(16)]
+    assert truth["grid_selected"] == [3] and truth["explorer_selected"] == [11]
+
+    notebook = save_in_lab(page, lab.server.root / name)
+    assert "application/vnd.jupyter.widget-state+json" in notebook["metadata"].get("widgets", {})
+    truth["views"] = count_views(nbformat.from_dict(notebook))
+    tab = offline(export_html(lab.server.root / name, tmp_path / "saved.html"))
+    page = tab.open()
+    check_drawn(page, truth)
+    assert tab.requests == [tab.url]
+    assert tab.errors == []
+    page.locator(".nw-grid").first.screenshot(path=str(artifact_path("export_html/lab_saved_grid.png")))
