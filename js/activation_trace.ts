@@ -2,22 +2,17 @@
 // conv layer's H×W grid flattened row-major), or each unit's max over positions across a batch.
 // The (N, positions, units) array arrives once; choosing units, example or mode redraws here, locally.
 
-import type { AnyModel, RenderProps } from "@anywidget/types";
 import { NAN_CSS, formatValue } from "./lib/colors";
 import { LayerValues, positionLabel, showLayers, update, type LayerState } from "./lib/layer_state";
+import { standalone, type Panel } from "./lib/store";
 import { Tooltip } from "./lib/tooltip";
-import { element, errorBox, labelledSelect, setOptions } from "./lib/ui";
+import { element, labelledSelect, setOptions } from "./lib/ui";
 
 type Along = "positions" | "examples";
 
 export interface TraceState extends LayerState {
   along: Along;
   position_labels: string[][];
-}
-
-export interface TraceOptions {
-  /** Show the layer dropdown (a composed view may have one already). Default true. */
-  layerSelect?: boolean;
 }
 
 // Tableau 10 with its dark yellow and dark grey from Tableau 20: distinct, and readable on light
@@ -127,12 +122,14 @@ interface Theme {
 }
 
 /** Draw the trace of ``model`` into ``el``; returns the cleanup function. */
-export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, options: TraceOptions = {}): () => void {
+/** The trace panel: the selected units along the positions of the current input, or across the batch. */
+export const tracePanel: Panel<TraceState> = (store, el, options) => {
+  const model = store.model;
   el.classList.add("nw-trace");
   const header = element("div", "nw-header", el);
   const layerSelect = labelledSelect(header, "Layer", (value) => update(model, "layer", value));
   const layerControl = layerSelect.parentElement!;
-  layerControl.hidden = options.layerSelect === false;
+  layerControl.hidden = !options.layerPicker;
   const alongSelect = labelledSelect(header, "Along", (value) => update(model, "along", value as Along));
   setOptions(alongSelect, ["positions", "examples"], model.get("along"));
   alongSelect.options[1].textContent = "examples (max over positions)";
@@ -155,7 +152,6 @@ export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, option
   const ctx = canvas.getContext("2d")!;
   const octx = overlay.getContext("2d")!;
   const tooltip = new Tooltip(body);
-  const removeErrorBox = errorBox(el, model);
 
   let layerValues = LayerValues.empty();
   let series: Series[] = [];
@@ -218,7 +214,7 @@ export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, option
   // -- data -----------------------------------------------------------------------------------
 
   function loadValues(): void {
-    layerValues = LayerValues.from(model);
+    layerValues = store.values;
     const n = layerValues.examples;
     setOptions(exampleSelect, Array.from({ length: n }, (_, i) => String(i)), String(example()));
     exampleControl.hidden = n < 2;
@@ -700,14 +696,8 @@ export function renderTrace(model: AnyModel<TraceState>, el: HTMLElement, option
     cancelAnimationFrame(hoverFrame);
     resizeObserver.disconnect();
     themeObserver.disconnect();
-    removeErrorBox();
     for (const [event, listener] of listeners) model.off(event, listener);
   };
-}
-
-export default {
-  render({ model, el }: RenderProps<TraceState>) {
-    el.classList.add("nw-root");
-    return renderTrace(model, el);
-  },
 };
+
+export default standalone(tracePanel);

@@ -5,13 +5,13 @@
 // The map is upsampled nearest-neighbour: every image pixel takes the colour of the layer cell it maps
 // to (row floor(y · Hl / H), column floor(x · Wl / W)), so the cells seen are the cells the layer has.
 
-import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
 import { DivergingScale, formatValue, symmetricLimit } from "./lib/colors";
 import { LayerValues, positionLabel, showLayers, update, type LayerState } from "./lib/layer_state";
-import { Requests } from "./lib/requests";
+import { pending } from "./lib/requests";
+import { standalone, type Panel } from "./lib/store";
 import { Tooltip } from "./lib/tooltip";
-import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
+import { Legend, element, labelledSelect, setOptions } from "./lib/ui";
 
 type Show = "activation" | "change" | "attribution";
 
@@ -120,21 +120,15 @@ function numberInput(parent: HTMLElement, label: string, onChange: (value: numbe
 const DRAG_THRESHOLD_PX = 3;
 const BUSY_DELAY_MS = 120;
 
-export interface OverlayOptions {
-  /** Show the layer dropdown (default true); a composed view that has its own may turn it off. */
-  layerSelect?: boolean;
-  /** Show the model's `error` (default true); a composed view that shows it once may turn it off. */
-  errorBox?: boolean;
-}
-
-/** Draw the overlay of ``model`` into ``el``; returns the cleanup function. */
-export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, options: OverlayOptions = {}): () => void {
+/** The overlay panel: the current image with the first selected unit's map, and the occluding patch. */
+export const overlayPanel: Panel<OverlayState> = (store, el, options) => {
+  const model = store.model;
   el.classList.add("nw-overlay");
 
   // -- controls --------------------------------------------------------------------------------
   const header = element("div", "nw-header", el);
   const layerSelect = labelledSelect(header, "Layer", (value) => update(model, "layer", value));
-  (layerSelect.parentElement as HTMLElement).hidden = options.layerSelect === false;
+  (layerSelect.parentElement as HTMLElement).hidden = !options.layerPicker;
   const unitInput = numberInput(header, "Unit", (unit) => {
     if (unit < 0 || unit >= units) return syncControls();
     const rest = model.get("selected_units").filter((u) => u !== unit);
@@ -218,7 +212,6 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   hint.textContent =
     "Drag on the image to occlude a patch; drag inside the patch to move it; Escape or Clear patch removes it. " +
     "Click a cell to select its position. Keys: arrows move, Enter selects, Shift+arrows move the patch.";
-  const removeErrorBox = options.errorBox === false ? () => {} : errorBox(el, model);
 
   // -- state -----------------------------------------------------------------------------------
   let pixels: Uint8Array = new Uint8Array(0);
@@ -250,7 +243,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   let awaiting = 0; // patch requests not answered yet
 
   // Pending: shown once the kernel has been busy for a moment, so fast answers do not flicker.
-  const requests = new Requests(model, (isBusy) => {
+  const track = pending((isBusy) => {
     busy = isBusy;
     el.dataset.busy = isBusy ? "1" : "0";
     clearTimeout(busyTimer);
@@ -306,7 +299,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   }
 
   function loadValues(): void {
-    layerValues = LayerValues.from(model);
+    layerValues = store.values;
     units = layerValues.units;
     const grid = model.get("positions_shape");
     [gridH, gridW] = grid.length === 2 ? grid : [0, 0];
@@ -330,8 +323,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   }
 
   function loadBaseline(): void {
-    const wire = model.get("baseline");
-    baseline = wire ? decodeFloat(wire).values : new Float32Array(0);
+    baseline = store.baseline;
   }
 
   function loadAttribution(): void {
@@ -368,24 +360,16 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
     const ex = Math.min(model.get("example"), layerValues.examples - 1);
     const haveBaseline = baseline.length === positions * units;
     const change = model.get("show") === "change";
-    // One scale for the unit with and without the patch (and their difference in the change view),
-    // so that colours stay comparable while the patch moves.
-    let limit = 0;
-    const widen = (v: number) => {
-      const a = Math.abs(v);
-      if (a > limit && a !== Infinity) limit = a;
-    };
+    // The store's scale covers the layer with and without the patch, so colours stay comparable while
+    // the patch moves (a change beyond its limit takes the end colour).
+    scale = store.scale;
     for (let p = 0; p < positions; p++) {
       const now = layerValues.value(ex, p, u);
       const before = haveBaseline ? baseline[p * units + u] : now;
       current[p] = now;
       original[p] = before;
       shown[p] = change ? now - before : now;
-      widen(now);
-      widen(before);
-      if (change) widen(now - before);
     }
-    scale = new DivergingScale(limit > 0 ? limit : 1);
   }
 
   /** Paint one colour per canvas pixel; resizing clears a canvas, so only when the size changes. */
@@ -668,8 +652,8 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   let lastDragRect = ""; // moves within one pixel repeat the same patch: send it once per drag
   function sendPatch(rect: Rect | null): void {
     awaiting++;
-    const request = rect ? requests.latest("patch", "occlude", { rect }) : requests.latest("patch", "clear");
-    request
+    const request = rect ? store.requests.latest("patch", "occlude", { rect }) : store.requests.latest("patch", "clear");
+    track(request)
       .catch(() => {}) // superseded, or the kernel's error: the error box shows its message
       .finally(() => {
         awaiting--;
@@ -862,7 +846,7 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
   stage.addEventListener("focus", onFocus);
   el.addEventListener("keydown", onRootKey);
   clearButton.addEventListener("click", clearPatch);
-  cancelButton.addEventListener("click", () => requests.send("cancel_sweep").catch(() => {}));
+  cancelButton.addEventListener("click", () => track(store.requests.send("cancel_sweep")).catch(() => {}));
   opacityInput.addEventListener("input", () => {
     const value = Number(opacityInput.value);
     mapCanvas.style.opacity = String(value);
@@ -906,16 +890,9 @@ export function renderOverlay(model: AnyModel<OverlayState>, el: HTMLElement, op
 
   return () => {
     clearTimeout(busyTimer);
-    requests.dispose();
-    removeErrorBox();
     el.removeEventListener("keydown", onRootKey);
     for (const [event, listener] of listeners) model.off(event, listener);
   };
-}
-
-export default {
-  render({ model, el }: RenderProps<OverlayState>) {
-    el.classList.add("nw-root");
-    return renderOverlay(model, el);
-  },
 };
+
+export default standalone(overlayPanel);

@@ -7,7 +7,7 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { initializeBokeh, renderBokeh, type BokehState } from "./bokeh_host";
-import { Requests, Superseded } from "./lib/requests";
+import { Requests, Superseded, pending } from "./lib/requests";
 import { element, labelledSelect, setOptions } from "./lib/ui";
 
 type Mode = "ablate" | "clamp" | "scale" | "steer";
@@ -71,7 +71,8 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
 
   let awaiting = 0; // edits sent and not answered: the controls show the user's value, not the kernel's
   let busyTimer: ReturnType<typeof setTimeout> | undefined;
-  const requests = new Requests(model as unknown as AnyModel, (busy) => {
+  const requests = new Requests(model as unknown as AnyModel);
+  const track = pending((busy) => {
     el.dataset.busy = busy ? "1" : "0";
     clearTimeout(busyTimer);
     if (busy) busyTimer = setTimeout(() => (status.textContent = "computing…"), BUSY_DELAY_MS);
@@ -82,8 +83,7 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
     awaiting++;
     modeSelect.value = mode;
     showStrength(mode, strength);
-    requests
-      .latest("edit", "edit", { mode, strength })
+    track(requests.latest("edit", "edit", { mode, strength }))
       .catch((error: unknown) => {
         if (!(error instanceof Superseded)) console.warn("neurowidgets interventions:", error);
       })
@@ -128,7 +128,7 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
 
   more.addEventListener("click", () => {
     const size = Math.min(2 * model.get("sample_size"), model.get("data_size"));
-    requests.latest("sample", "sample", { size }).catch((error: unknown) => {
+    track(requests.latest("sample", "sample", { size })).catch((error: unknown) => {
       if (!(error instanceof Superseded)) console.warn("neurowidgets interventions:", error);
     });
   });

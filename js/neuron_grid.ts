@@ -2,15 +2,14 @@
 // statistic of a scan of the layer. The (positions × units) matrix and the (k × units) statistics
 // arrive once; reducing, recolouring and reordering happen here, locally.
 
-import type { AnyModel, RenderProps } from "@anywidget/types";
 import {
-  DivergingScale, FLAG_OFF, FLAG_ON, FlagScale, LUT_SIZE, NAN_CSS, SequentialScale, css, formatValue, symmetricLimit,
-  type Scale,
+  DivergingScale, FLAG_OFF, FLAG_ON, FlagScale, LUT_SIZE, NAN_CSS, SequentialScale, css, formatValue, type Scale,
 } from "./lib/colors";
 import { decodeFloat, type WireArray } from "./lib/codec";
 import { LayerValues, positionLabel, showLayers, update, type LayerState } from "./lib/layer_state";
+import { standalone, type Panel } from "./lib/store";
 import { Tooltip } from "./lib/tooltip";
-import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
+import { Legend, element, labelledSelect, setOptions } from "./lib/ui";
 
 type Reduce = "max" | "mean";
 type Order = "index" | "value";
@@ -76,11 +75,13 @@ function packed([r, g, b]: [number, number, number]): number {
   return ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0; // little-endian RGBA
 }
 
-/** Draw the grid of ``model`` into ``el``; returns the cleanup function. */
-export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => void {
+/** The grid panel: one cell per unit of the current example. */
+export const gridPanel: Panel<GridState> = (store, el, options) => {
+  const model = store.model;
   el.classList.add("nw-grid");
   const header = element("div", "nw-header", el);
   const layerSelect = labelledSelect(header, "Layer", (value) => update(model, "layer", value));
+  (layerSelect.parentElement as HTMLElement).hidden = !options.layerPicker;
   const reduceSelect = labelledSelect(header, "Colour by", (value) => update(model, "reduce", value));
   const orderSelect = labelledSelect(header, "Order", (value) => update(model, "order", value as Order));
   setOptions(orderSelect, ["index", "value"], model.get("order"));
@@ -98,7 +99,6 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
   const tooltip = new Tooltip(body);
   const legend = new Legend(el, "activation");
   const statLegend = element("div", "nw-legend nw-grid-stat-legend", el);
-  const removeErrorBox = errorBox(el, model);
 
   let layerValues = LayerValues.empty();
   let matrix: Float32Array = new Float32Array(0);
@@ -117,7 +117,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
   let keyboardFocus = false; // the focus ring shows only while the keyboard drives the grid
 
   function loadValues(): void {
-    layerValues = LayerValues.from(model);
+    layerValues = store.values;
     ({ units } = layerValues);
     loadExample();
     cell = cellSize(units);
@@ -182,7 +182,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
     else unitValues = reduceUnits(matrix, positions, units, model.get("reduce") === "mean" ? "mean" : "max");
     if (name === "density") scale = new SequentialScale(1);
     else if (name !== null && FLAGS.has(name)) scale = new FlagScale();
-    else scale = new DivergingScale(symmetricLimit(unitValues));
+    else scale = store.scale;
     updateLegend(name);
     reorder();
     paint();
@@ -488,6 +488,7 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
   };
   const listeners: [string, () => void][] = [
     ["change:values", onValues],
+    ["change:baseline", recolour], // the colour scale's limit (see Store.scale)
     ["change:unit_stats", onStats],
     ["change:stat_names", onStats],
     ["change:layers", onLayers],
@@ -506,14 +507,8 @@ export function renderGrid(model: AnyModel<GridState>, el: HTMLElement): () => v
 
   return () => {
     cancelAnimationFrame(hoverFrame);
-    removeErrorBox();
     for (const [event, listener] of listeners) model.off(event, listener);
   };
-}
-
-export default {
-  render({ model, el }: RenderProps<GridState>) {
-    el.classList.add("nw-root");
-    return renderGrid(model, el);
-  },
 };
+
+export default standalone(gridPanel);

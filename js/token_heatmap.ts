@@ -3,13 +3,13 @@
 // Typing in a row's text box asks the kernel to re-run the model (debounced, latest edit wins).
 // Tokens are text, never markup: every string from the kernel goes through textContent.
 
-import type { AnyModel, RenderProps } from "@anywidget/types";
 import { DivergingScale, formatValue, symmetricLimit } from "./lib/colors";
 import { decodeFloat, type WireArray } from "./lib/codec";
 import { LayerValues, showLayers, update, type LayerState } from "./lib/layer_state";
-import { Requests, Superseded } from "./lib/requests";
+import { Superseded, pending } from "./lib/requests";
+import { standalone, type Panel } from "./lib/store";
 import { Tooltip } from "./lib/tooltip";
-import { Legend, element, errorBox, labelledSelect, setOptions } from "./lib/ui";
+import { Legend, element, labelledSelect, setOptions } from "./lib/ui";
 
 /** neurowidgets.core.attribution.METHODS */
 const METHODS = ["gradient", "gradient_x_input", "integrated_gradients", "occlusion"];
@@ -24,13 +24,6 @@ export interface HeatmapState extends LayerState {
   attribution_method: string;
   attribution: WireArray | null; // (tokens,) of the current row
   attribution_info: { method?: string; unit?: number; example?: number; seconds?: number; nan?: number };
-}
-
-export interface HeatmapOptions {
-  /** Show the layer dropdown (default true); a composed view that has its own may turn it off. */
-  layerPicker?: boolean;
-  /** Show the model's `error` (default true); a composed view that shows it once may turn it off. */
-  errorBox?: boolean;
 }
 
 interface Row {
@@ -57,11 +50,12 @@ function sameTokens(a: string[], b: string[]): boolean {
   return a.length === b.length && a.every((t, i) => t === b[i]);
 }
 
-/** Draw the heatmap of ``model`` into ``el``; returns the cleanup function. */
-export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, options: HeatmapOptions = {}): () => void {
+/** The heatmap panel: one row of coloured tokens per text, each row editable. */
+export const heatmapPanel: Panel<HeatmapState> = (store, el, options) => {
+  const model = store.model;
   el.classList.add("nw-heatmap");
   const header = element("div", "nw-header", el);
-  const layerSelect = options.layerPicker === false
+  const layerSelect = !options.layerPicker
     ? null
     : labelledSelect(header, "Layer", (value) => {
       setBusy("layer", true);
@@ -84,7 +78,6 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
   const summary = element("span", "nw-summary", header);
   const badge = element("span", "nw-heatmap-busy", header);
   badge.setAttribute("role", "status");
-  const removeErrorBox = options.errorBox === false ? () => {} : errorBox(el, model);
   const notice = element("div", "nw-heatmap-notice", el);
   notice.setAttribute("role", "status");
 
@@ -103,12 +96,11 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
     el.classList.toggle("nw-heatmap-computing", any);
     badge.textContent = any ? "computing…" : "";
   }
-  const requests = new Requests(model, (busy) => setBusy("requests", busy));
+  const track = pending((busy) => setBusy("requests", busy));
 
   // -- rows -----------------------------------------------------------------------------------
   const rows: Row[] = [];
   let layerValues = LayerValues.empty();
-  let valuesStale = true;
   let scale = new DivergingScale(1);
   let unit = -1;
   let focus = { row: 0, position: 0 }; // the token that takes the keyboard focus (roving tabindex)
@@ -175,7 +167,7 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
       if (roundTrips.length > 5) roundTrips.shift();
       row.answered = now;
     };
-    requests.latest(`text-${row.index}`, "set_text", { row: row.index, text }).then(
+    track(store.requests.latest(`text-${row.index}`, "set_text", { row: row.index, text })).then(
       () => {
         answered();
         row.textarea.removeAttribute("aria-invalid");
@@ -252,16 +244,7 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
   function recolour(): void {
     const selected = model.get("selected_units") ?? [];
     unit = selected.length && selected[0] < layerValues.units ? selected[0] : -1;
-    let limit = 0;
-    if (unit >= 0) {
-      for (const row of rows) {
-        for (let p = 0; p < row.tokens.length; p++) {
-          const v = Math.abs(value(row.index, p));
-          if (v > limit && v !== Infinity) limit = v;
-        }
-      }
-    }
-    scale = new DivergingScale(limit > 0 ? limit : 1);
+    scale = store.scale;
     const attributing = attributionMode();
     const info = model.get("attribution_info") ?? {};
     const wire = model.get("attribution");
@@ -341,10 +324,7 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
 
   function render(): void {
     scheduled = false;
-    if (valuesStale) {
-      layerValues = LayerValues.from(model);
-      valuesStale = false;
-    }
+    layerValues = store.values; // decoded once by the store, whichever panel asks first
     syncRows(model.get("texts") ?? [], model.get("tokens") ?? []);
     recolour();
     highlight();
@@ -483,7 +463,6 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
 
   // -- model events ---------------------------------------------------------------------------
   const onValues = () => {
-    valuesStale = true;
     setBusy("layer", false);
     schedule();
   };
@@ -516,15 +495,8 @@ export function renderHeatmap(model: AnyModel<HeatmapState>, el: HTMLElement, op
 
   return () => {
     for (const row of rows) if (row.timer !== null) clearTimeout(row.timer);
-    requests.dispose();
-    removeErrorBox();
     for (const [event, listener] of listeners) model.off(event, listener);
   };
-}
-
-export default {
-  render({ model, el }: RenderProps<HeatmapState>) {
-    el.classList.add("nw-root");
-    return renderHeatmap(model, el);
-  },
 };
+
+export default standalone(heatmapPanel);

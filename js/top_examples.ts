@@ -2,12 +2,12 @@
 // activation intervals (each position coloured by this unit's activation), its firing density and
 // its activation histogram. Clicking an example asks the kernel to make it the current input.
 
-import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeBytes, decodeFloat, type WireArray } from "./lib/codec";
-import { DivergingScale, formatValue, symmetricLimit } from "./lib/colors";
+import { DivergingScale, formatValue } from "./lib/colors";
 import type { LayerState } from "./lib/layer_state";
-import { Requests } from "./lib/requests";
-import { Legend, element, errorBox } from "./lib/ui";
+import { pending } from "./lib/requests";
+import { standalone, type Panel } from "./lib/store";
+import { Legend, element } from "./lib/ui";
 
 interface CardExample {
   value: number;
@@ -47,17 +47,21 @@ export interface ExamplesState extends LayerState {
 const WINDOW = 12; // tokens shown on each side of the firing token
 const THUMB = 84; // px, image thumbnails
 
-export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement): () => void {
+/** The feature card panel of the first selected unit. Its examples are coloured on the store's scale,
+ * the one every panel uses: a value has the same colour here as in the grid and the input views (a
+ * top example beyond the current input's largest value takes the end colour). */
+export const cardPanel: Panel<ExamplesState> = (store, el) => {
+  const model = store.model;
   el.classList.add("nw-examples");
   const header = element("div", "nw-examples-header", el);
   const title = element("div", "nw-examples-title", header);
   const facts = element("div", "nw-examples-facts", header);
   const histogram = element("canvas", "nw-examples-histogram", el);
   histogram.setAttribute("role", "img");
-  const legend = new Legend(el, "this unit's activation");
+  const legend = new Legend(el, "activation");
   const list = element("div", "nw-examples-list", el);
-  const removeErrorBox = errorBox(el, model);
-  const requests = new Requests(model, (busy) => el.classList.toggle("nw-pending", busy));
+  const track = pending((busy) => el.classList.toggle("nw-pending", busy));
+  let drawnLimit = NaN;
 
   function draw(): void {
     const card = model.get("card");
@@ -82,8 +86,10 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
     ].filter(Boolean).join(" · ");
 
     const acts = card.activations ? decodeFloat(card.activations) : null;
-    const scale = new DivergingScale(acts ? symmetricLimit(acts.values) : 1);
+    const scale = store.scale;
+    drawnLimit = scale.limit;
     legend.update(scale.limit);
+    legend.el.dataset.limit = String(scale.limit);
     const marks = card.groups[0]?.examples.map((e) => e.value) ?? [];
     if (card.histogram) drawHistogram(histogram, card.histogram, marks);
 
@@ -109,7 +115,7 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
         if (card.modality === "text" && card.tokens) drawTokens(item, card.tokens[row], unitActs, example.position, scale);
         else if (pixels) drawThumb(item, pixels, row, unitActs, card.positions_shape ?? [], scale);
         const open = () => {
-          requests.send("open_example", { index: example.index }).catch(() => {});
+          track(store.requests.send("open_example", { index: example.index })).catch(() => {});
         };
         item.addEventListener("click", open);
         item.addEventListener("keydown", (event) => {
@@ -128,16 +134,21 @@ export function renderExamples(model: AnyModel<ExamplesState>, el: HTMLElement):
       item.classList.toggle("nw-current", Number(item.dataset.index) === model.get("current_index"));
     }
   };
-  model.on("change:card", draw);
-  model.on("change:current_index", onCurrent);
+  const onScale = () => {
+    if (store.scale.limit !== drawnLimit) draw();
+  };
+  const listeners: [string, () => void][] = [
+    ["change:card", draw],
+    ["change:current_index", onCurrent],
+    ["change:values", onScale],
+    ["change:baseline", onScale],
+  ];
+  for (const [event, listener] of listeners) model.on(event, listener);
   draw();
   return () => {
-    requests.dispose();
-    removeErrorBox();
-    model.off("change:card", draw);
-    model.off("change:current_index", onCurrent);
+    for (const [event, listener] of listeners) model.off(event, listener);
   };
-}
+};
 
 /** The tokens a text unit's output raises and lowers most along the direct path (token text, never HTML). */
 function drawLogits(list: HTMLElement, card: Card): void {
@@ -278,9 +289,4 @@ function drawHistogram(canvas: HTMLCanvasElement, wire: { counts: WireArray; edg
   ctx.fillText("count (log) per bin · red: top examples", width / 2, plot.bottom + 4);
 }
 
-export default {
-  render({ model, el }: RenderProps<ExamplesState>) {
-    el.classList.add("nw-root");
-    return renderExamples(model, el);
-  },
-};
+export default standalone(cardPanel);

@@ -57,8 +57,7 @@ export class LayerValues {
     return new LayerValues(new Float32Array(0), 0, 0, 0);
   }
 
-  static from(model: AnyModel<LayerState>): LayerValues {
-    const wire = model.get("values");
+  static decode(wire: WireArray | null): LayerValues {
     if (!wire) return LayerValues.empty();
     const { values, shape } = decodeFloat(wire);
     const [examples, positions, units] = shape;

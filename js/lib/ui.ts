@@ -1,6 +1,5 @@
 // Small DOM pieces shared by every view: labelled controls, the error box, the colour legend.
 
-import type { AnyModel } from "@anywidget/types";
 import { DivergingScale, NAN_CSS, formatValue } from "./colors";
 
 export function element<K extends keyof HTMLElementTagNameMap>(
@@ -41,20 +40,6 @@ export function setOptions(select: HTMLSelectElement, options: string[], value: 
     }));
   }
   select.value = value;
-}
-
-/** Shows the model's ``error`` trait (text from the kernel) under the view; hidden when empty. */
-export function errorBox<T extends { error: string }>(parent: HTMLElement, model: AnyModel<T>): () => void {
-  const box = element("div", "nw-error", parent);
-  box.setAttribute("role", "alert");
-  const update = () => {
-    const message = model.get("error");
-    box.textContent = message;
-    box.hidden = !message;
-  };
-  update();
-  model.on("change:error", update);
-  return () => model.off("change:error", update);
 }
 
 /** A horizontal legend for a diverging scale, with the NaN colour. */

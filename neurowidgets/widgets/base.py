@@ -6,6 +6,7 @@ import contextlib
 import logging
 import pathlib
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,6 +63,9 @@ class NeuroWidget(anywidget.AnyWidget):
 
     _css = STATIC / "styles.css"
     error = traitlets.Unicode("").tag(sync=True)
+    # Names the page's store of this model (js/lib/store.ts): anywidget gives initialize and render
+    # different proxies of one model, so the store is found by this id.
+    _id = traitlets.Unicode().tag(sync=True)
     _errors_reported = 0  # counts the errors reporting_errors has shown
 
     def __init__(self, **kwargs: Any):
@@ -77,6 +81,10 @@ class NeuroWidget(anywidget.AnyWidget):
             if hasattr(member, "_handles")
         }
         self.on_msg(self._on_request)
+
+    @traitlets.default("_id")
+    def _new_id(self) -> str:
+        return uuid.uuid4().hex
 
     def set_state(self, sync_data: dict) -> None:
         """A value from the front-end that fails validation is reported in the widget, and the

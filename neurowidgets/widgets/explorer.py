@@ -3,7 +3,7 @@
 The explorer is a single widget whose model carries the state of every view it shows (a class that
 inherits from each view), so the selection of units, the position and the current input are the same
 traits for all of them: linked in the browser with no message in between, and one forward pass per
-input in the kernel.
+input in the kernel. Its ``panels`` say which of those views the page mounts (js/explorer.ts).
 """
 
 from __future__ import annotations
@@ -28,21 +28,31 @@ from .neuron_grid import NeuronGrid
 from .token_heatmap import TokenHeatmap
 from .top_examples import FeatureCard
 
-PANELS = ("grid", "input", "trace", "examples")
+# Panels any explorer may show besides its own (``explore(panels=[..., name])``): they read only the
+# shared state, so they need no Python of their own (js/explorer.ts mounts them from its registry).
+SHARED_PANELS = ("strongest_units",)
 
 
 class Explorer(traitlets.HasTraits):
-    """What every explorer adds to the views it composes: a scan attached for the card also gives the
-    grid its per-unit statistics to colour by (see :meth:`NeuronGrid.attach_stats`); ``collapsed``
-    lists the folded panels (of ``PANELS``)."""
+    """What every explorer adds to the views it composes: ``panels``, the panels shown, in order (of
+    the class's ``PANELS`` and ``SHARED_PANELS``; the page mounts each from its registry,
+    js/explorer.ts); ``collapsed``, the folded ones; and a scan attached for the card also gives the
+    grid its per-unit statistics to colour by (see :meth:`NeuronGrid.attach_stats`)."""
 
+    PANELS: tuple[str, ...] = ()
+    panels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     collapsed = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
-    @traitlets.validate("collapsed")
-    def _valid_collapsed(self, proposal: dict) -> list[str]:
-        bad = [name for name in proposal["value"] if name not in PANELS]
+    @traitlets.default("panels")
+    def _all_panels(self) -> list[str]:
+        return list(self.PANELS)
+
+    @traitlets.validate("panels", "collapsed")
+    def _valid_panels(self, proposal: dict) -> list[str]:
+        names = (*self.PANELS, *SHARED_PANELS) if proposal["trait"].name == "panels" else self.panels
+        bad = [name for name in proposal["value"] if name not in names]
         if bad:
-            raise traitlets.TraitError(f"no panel named {bad[0]!r}; the explorer's panels: {', '.join(PANELS)}")
+            raise traitlets.TraitError(f"no panel named {bad[0]!r}; this explorer's panels: {', '.join(names)}")
         return list(dict.fromkeys(proposal["value"]))
 
     def attach_scan(self, scan: ScanResult, data: Any, **kwargs: Any) -> None:
@@ -54,7 +64,7 @@ class ImageExplorer(Explorer, ImageOverlay, FeatureCard, ActivationTrace, Neuron
     """Grid, image overlay with drag-to-probe, traces and the feature card, on one image batch."""
 
     _esm = bundle("explorer")
-    modality = traitlets.Unicode("image", read_only=True).tag(sync=True)
+    PANELS = ("grid", "overlay", "trace", "card")
 
     def _example_input(self, index: int) -> Any:
         return self.examples.get(index).unsqueeze(0)
@@ -64,7 +74,7 @@ class TextExplorer(Explorer, TokenHeatmap, FeatureCard, ActivationTrace, NeuronG
     """Grid, editable token heatmap, traces over tokens and the feature card, on a few texts."""
 
     _esm = bundle("explorer")
-    modality = traitlets.Unicode("text", read_only=True).tag(sync=True)
+    PANELS = ("grid", "heatmap", "trace", "card")
 
     def _example_input(self, index: int) -> Any:
         return [self.examples.get(index)]
@@ -84,7 +94,7 @@ class TensorExplorer(Explorer, FeatureCard, ActivationTrace, NeuronGrid):
     """Grid, traces and the feature card for inputs that are neither images nor text."""
 
     _esm = bundle("explorer")
-    modality = traitlets.Unicode("tensor", read_only=True).tag(sync=True)
+    PANELS = ("grid", "trace", "card")
 
 
 def explore(
@@ -113,12 +123,15 @@ def explore(
     - ``data``: a dataset to find what drives each unit. Without ``scan`` it is scanned now (k
       examples a unit, cached on disk); with ``scan`` (for example from ``nw.load_scan``) it is
       only used to show the examples the scan found.
+    - ``panels``: which panels to show, in order (default: all that fit the input: ``grid``, the input
+      as ``overlay`` for images or ``heatmap`` for text, ``trace``, ``card``); the first carries the
+      layer picker.
     - ``compact``: fold the trace and the feature card at first (each panel folds and unfolds by its
-      title), for short output areas such as marimo's; the same as ``collapsed=["trace", "examples"]``.
+      title), for short output areas such as marimo's; the same as ``collapsed=["trace", "card"]``.
     With neither ``data`` nor ``scan``, the live views work alone.
     """
     if compact:
-        kwargs.setdefault("collapsed", ["trace", "examples"])
+        kwargs.setdefault("collapsed", [p for p in ("trace", "card") if p in kwargs.get("panels", ("trace", "card"))])
     probe = as_probe(model)
     is_text = isinstance(inputs, str) or (
         isinstance(inputs, Sequence) and len(inputs) > 0 and all(isinstance(t, str) for t in inputs)

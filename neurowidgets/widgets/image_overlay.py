@@ -140,6 +140,10 @@ class ImageOverlay(LayerView):
                 f"= {shape}; the new images are {new}"
             ) from error
 
+    def _scaled_values(self) -> list[np.ndarray]:
+        # The colour scale also spans the example without the patch, so colours stay put while it moves.
+        return [*super()._scaled_values(), *([] if self.baseline is None else [self.baseline])]
+
     # -- the forward passes --------------------------------------------------------------------
 
     def _check_inputs(self, inputs: Any) -> None:

@@ -18,6 +18,9 @@ from ..core.inputs import batch_size
 from .base import NeuroWidget, as_probe
 from .wire import ARRAY, to_numpy
 
+# The colour scale's limit is this percentile of the units' largest values (see js/lib/store.ts).
+COLOUR_QUANTILE = 0.99
+
 
 class LayerView(NeuroWidget):
     """One layer of ``model`` on a batch of ``inputs`` (N ≥ 1 examples).
@@ -149,6 +152,22 @@ class LayerView(NeuroWidget):
         if self.values is not None and not 0 <= example < self.values.shape[0]:
             raise traitlets.TraitError(f"example {example} does not exist: the input has {self.values.shape[0]}")
         return example
+
+    @property
+    def colour_limit(self) -> float:
+        """The limit of the one colour scale every panel draws activations on (symmetric around 0), as
+        the page computes it (js/lib/store.ts, ``colourLimit``): the ``COLOUR_QUANTILE``-th (the lower
+        one) of the units' largest finite |value| over what the scale spans, among the units where it
+        is not 0; 1 when there is none."""
+        values = np.concatenate([part.reshape(-1, self.num_units) for part in self._scaled_values()])
+        largest = np.where(np.isfinite(values), np.abs(values), 0).max(axis=0, initial=0)
+        active = np.sort(largest[largest > 0])
+        return float(active[int(COLOUR_QUANTILE * (active.size - 1))]) if active.size else 1.0
+
+    def _scaled_values(self) -> list[np.ndarray]:
+        """What the colour scale spans: the real positions (not padding) of each current input."""
+        lengths = self.lengths or [self.num_positions] * self.values.shape[0]
+        return [self.values[example, :length] for example, length in enumerate(lengths)]
 
     def unit_values(self, unit: int) -> np.ndarray:
         """The (N, positions) activations of one unit on the current inputs."""

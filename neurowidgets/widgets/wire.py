@@ -65,3 +65,105 @@ def array_from_json(value: dict[str, Any] | None, widget: Any) -> np.ndarray | N
 
 # Tag metadata for a synced array trait: ``Any(None, allow_none=True).tag(sync=True, **ARRAY)``.
 ARRAY = {"to_json": array_to_json, "from_json": array_from_json}
+
+
+# -- the messages ------------------------------------------------------------------------------------
+#
+# Page → kernel: ``{type: "request", id, kind, args}``; kernel → page: ``{type: "response", id, ok,
+# error?, data?}`` (widgets/base.py), and a BokehHost's ``{type: "patch", patches, buffer_paths}``. The
+# request kinds and their arguments are the ``@handles(kind)`` methods of the widgets (their names and
+# annotations): js/lib/schema.ts is generated from them (``python -m neurowidgets.widgets.wire``) and
+# js/lib/requests.ts types every request by it; tests/widgets/test_wire_schema.py fails when the
+# generated file and the handlers differ.
+
+ENVELOPE = """\
+export interface RequestMessage<K extends RequestKind = RequestKind> {
+  type: "request";
+  id: number | string;
+  kind: K;
+  args: RequestArgs[K];
+}
+
+export interface ResponseMessage {
+  type: "response";
+  id: number | string;
+  ok: boolean;
+  error?: string;
+  data?: unknown;
+}
+
+export interface PatchMessage {
+  type: "patch";
+  patches: Record<string, Record<string, unknown>>;
+  buffer_paths: (string | number)[][];
+}
+"""
+
+_TYPESCRIPT = {int: "number", float: "number", str: "string", bool: "boolean"}
+
+
+def _typescript(annotation: Any) -> str:
+    """The TypeScript type of a handler argument's annotation (an int, a list of floats, ...)."""
+    import typing
+
+    origin, args = typing.get_origin(annotation) or annotation, typing.get_args(annotation)
+    if annotation in _TYPESCRIPT:
+        return _TYPESCRIPT[annotation]
+    if origin is list:
+        return f"{_typescript(args[0]) if args else 'unknown'}[]"
+    if origin is dict:
+        value = _typescript(args[1]) if args else "unknown"
+        return f"Record<string, {value}>"
+    return "unknown"
+
+
+def requests() -> dict[str, dict[str, str]]:
+    """Every request kind a widget of the package answers, with its arguments' TypeScript types, read
+    from the ``@handles`` methods of every widget module; one kind means the same arguments everywhere."""
+    import importlib
+    import inspect
+    import pkgutil
+    import typing
+
+    from . import __name__ as package
+    from . import __path__ as path
+
+    kinds: dict[str, tuple[dict[str, str], str]] = {}
+    for module in sorted(info.name for info in pkgutil.iter_modules(path)):
+        for cls in vars(importlib.import_module(f"{package}.{module}")).values():
+            if not isinstance(cls, type):
+                continue
+            for member in vars(cls).values():
+                kind = getattr(member, "_handles", None)
+                if kind is None:
+                    continue
+                hints = typing.get_type_hints(member)
+                parameters = list(inspect.signature(member).parameters)[1:]  # after self
+                args = {name: _typescript(hints.get(name)) for name in parameters}
+                where = f"{cls.__module__}.{cls.__qualname__}.{member.__name__}"
+                if kind in kinds and kinds[kind][0] != args:
+                    raise TypeError(
+                        f"request {kind!r} takes {args} in {where} but {kinds[kind][0]} in {kinds[kind][1]}"
+                    )
+                kinds.setdefault(kind, (args, where))
+    return {kind: kinds[kind][0] for kind in sorted(kinds)}
+
+
+def typescript_schema() -> str:
+    """The text of js/lib/schema.ts."""
+    lines = [
+        "// Generated from the widgets' @handles methods by `python -m neurowidgets.widgets.wire > js/lib/schema.ts`:",
+        "// do not edit (tests/widgets/test_wire_schema.py checks it is current).",
+        "",
+        "/** The arguments of each request kind the kernel answers. */",
+        "export interface RequestArgs {",
+    ]
+    for kind, args in requests().items():
+        fields = "; ".join(f"{name}: {kind_type}" for name, kind_type in args.items())
+        lines.append(f"  {kind}: {{ {fields} }};" if fields else f"  {kind}: Record<string, never>;")
+    lines += ["}", "", "export type RequestKind = keyof RequestArgs;", "", ENVELOPE]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(typescript_schema(), end="")

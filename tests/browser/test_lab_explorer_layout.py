@@ -18,7 +18,7 @@ def test_compact_explorer_folds_and_unfolds(lab):
     lab.run_notebook("explorer_layout.ipynb", CELLS)
     explorer = page.locator(".nw-explorer").first
     explorer.scroll_into_view_if_needed()
-    trace, card = explorer.locator("details.nw-panel-trace"), explorer.locator("details.nw-panel-examples")
+    trace, card = explorer.locator("details.nw-panel-trace"), explorer.locator("details.nw-panel-card")
     expect(trace).not_to_have_attribute("open", "")
     expect(card).not_to_have_attribute("open", "")
     expect(explorer.locator("details.nw-panel-grid")).to_have_attribute("open", "")
@@ -26,19 +26,19 @@ def test_compact_explorer_folds_and_unfolds(lab):
     lab.screenshot(explorer, "explorer_layout/compact.png")
 
     trace.locator("summary").click()
-    lab.poll("explorer.collapsed", "['examples']")
+    lab.poll("explorer.collapsed", "['card']")
     expect(trace).to_have_attribute("open", "")
     expect(trace.locator("svg, canvas").first).to_be_visible()
     assert explorer.bounding_box()["height"] > folded + 100, "the unfolded trace takes room"
 
-    lab.eval("explorer.collapsed = ['trace', 'examples', 'input']")  # from Python: the page follows
-    expect(explorer.locator("details.nw-panel-input")).not_to_have_attribute("open", "")
+    lab.eval("explorer.collapsed = ['trace', 'card', 'overlay']")  # from Python: the page follows
+    expect(explorer.locator("details.nw-panel-overlay")).not_to_have_attribute("open", "")
     expect(trace).not_to_have_attribute("open", "")
     lab.screenshot(explorer, "explorer_layout/folded_from_python.png")
 
     # The card, unfolded: the unit's optimised input arrives from the background and is drawn.
     card.locator("summary").click()
-    lab.poll("explorer.collapsed", "['trace', 'input']")
+    lab.poll("explorer.collapsed", "['trace', 'overlay']")
     optimised = card.locator(".nw-optimised")
     expect(optimised.nth(1).locator("canvas")).to_be_visible(timeout=60_000)
     high = float(lab.eval("print(explorer.card['visualization']['values'][0])"))

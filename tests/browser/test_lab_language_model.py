@@ -53,8 +53,8 @@ def test_language_model_picker_groups_and_card_from_the_scan(lab):
     raised.first.wait_for()
     expected = lab.eval("print('\\n'.join(t for t, _ in explorer.card['logits']['raised']))").splitlines()
     assert [raised.nth(i).inner_text() for i in range(raised.count())] == expected
-    explorer.locator(".nw-panel-examples").scroll_into_view_if_needed()
-    lab.screenshot(explorer.locator(".nw-panel-examples"), "language_model/unit5_card.png")
+    explorer.locator(".nw-panel-card").scroll_into_view_if_needed()
+    lab.screenshot(explorer.locator(".nw-panel-card"), "language_model/unit5_card.png")
     lab.screenshot(explorer, "language_model/unit5.png")
 
     # Another layer from the picker's "attention output" group: the kernel and every view follow.
@@ -62,5 +62,5 @@ def test_language_model_picker_groups_and_card_from_the_scan(lab):
     lab.poll("explorer.layer", "'transformer.h.0.attn'")
     lab.poll("explorer.values.shape[2]", "64")
     assert picker.input_value() == "transformer.h.0.attn"
-    explorer.locator(".nw-panel-examples", has_text="was not scanned").wait_for()
+    explorer.locator(".nw-panel-card", has_text="was not scanned").wait_for()
     lab.screenshot(explorer, "language_model/attention_layer.png")

@@ -24,7 +24,7 @@ def test_quickstart_grid_click_reaches_the_kernel(lab):
 
     # Drawn, not blank: every unit's centre has the colour of its kernel value on the scale.
     values = json.loads(lab.eval("import json; print(json.dumps(grid.values[0].max(axis=0).tolist()))"))
-    limit = max(abs(v) for v in values)
+    limit = float(lab.eval("print(grid.colour_limit)"))  # the layer's largest |value|, every panel's scale
     for unit, value in enumerate(values):
         assert close(pixel(canvas, unit), diverging(value, limit)), (unit, value, pixel(canvas, unit))
     assert len({tuple(pixel(canvas, u)) for u in range(16)}) > 4

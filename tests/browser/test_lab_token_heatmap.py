@@ -48,7 +48,7 @@ def backgrounds(widget) -> list[list[tuple[int, ...]]]:
 def check_colours(lab, widget, unit: int) -> None:
     """Every token's background is the diverging colour of the kernel's value, on the shared scale."""
     values = kernel_json(lab, f"[heatmap.row_values(r, {unit}).tolist() for r in range(len(heatmap.tokens))]")
-    limit = max(abs(v) for row in values for v in row)
+    limit = float(lab.eval("print(heatmap.colour_limit)"))
     drawn = backgrounds(widget)
     assert [len(r) for r in drawn] == [len(r) for r in values]
     for r, row in enumerate(values):

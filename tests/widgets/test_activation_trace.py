@@ -56,9 +56,9 @@ def test_digits_state_is_the_probes_capture_as_float16_bytes(trace, digits):
     assert trace.num_examples == 3
 
 
-def test_the_bundle_exports_the_composable_renderer():
+def test_the_bundle_exports_its_panel_for_the_explorer():
     source = (STATIC / "activation_trace.js").read_text()
-    assert "renderTrace" in source and "export" in source
+    assert "tracePanel" in source and "export" in source
 
 
 def test_minilm_tokens_are_positions_and_labels_travel_as_strings(minilm_batch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import traitlets
 from frontend import FakeFrontend
 
 import neurowidgets as nw
@@ -76,3 +77,26 @@ def test_other_inputs_get_the_grid_and_traces():
 def test_text_without_a_tokenizer_is_a_clear_error(digits):
     with pytest.raises(ValueError, match="tokenizer"):
         nw.explore(digits.model, ["some text"])
+
+
+def test_panels_are_chosen_by_input_kind_or_by_name(digits):
+    images = digits.test_images[:2]
+    assert nw.explore(digits.model, images, layer="relu2").panels == ["grid", "overlay", "trace", "card"]
+    view = nw.explore(digits.model, images, layer="relu2", panels=["overlay", "grid"], compact=True)
+    assert view.panels == ["overlay", "grid"] and view.collapsed == []  # nothing of compact's is shown
+    shared = nw.explore(digits.model, images, layer="relu2", panels=["grid", "strongest_units"])  # any explorer's
+    assert shared.panels == ["grid", "strongest_units"]
+    with pytest.raises(traitlets.TraitError, match="no panel named 'heatmap'; this explorer's panels: grid, overlay"):
+        nw.explore(digits.model, images, layer="relu2", panels=["grid", "heatmap"])
+    view = nw.explore(digits.model, images, layer="relu2", compact=True)
+    assert view.collapsed == ["trace", "card"]
+    frontend = FakeFrontend(view)
+    frontend.set_state(collapsed=["input"])  # a name no panel has: rejected, the page is put back
+    assert view.collapsed == ["trace", "card"] and "no panel named 'input'" in view.error
+
+
+def test_each_widget_names_its_page_store(digits):
+    """The page keeps one store per model (js/lib/store.ts), found by ``_id``: unique per widget."""
+    a = nw.explore(digits.model, digits.test_images[:1], layer="relu2")
+    b = nw.NeuronGrid(digits.model, "relu2", digits.test_images[:1])
+    assert a._id and b._id and a._id != b._id and a.get_state()["_id"] == a._id
