@@ -473,9 +473,16 @@ class LayerStats:
             rows = self._rows(values, ws)
         # Each example's maximum and minimum over its valid positions (NaN propagates), for the top-k,
         # the bottom-k and the samples; their extremes are the batch's, which saves passes over the rows.
+        # Where they are (positions) is looked up later, only for the entries that are kept.
         drop = None if valid is None else ~valid.unsqueeze(2)
-        best, position = self._example_extremes(values, drop, ws, largest=True)
-        worst, worst_position = self._example_extremes(values, drop, ws, largest=False)
+        lengths = None if valid is None else _prefix_lengths(valid)
+        if lengths is not None:  # right padding: each example's valid positions, with no masking pass
+            best, worst = _prefix_extremes(values, lengths)
+        else:
+            best, worst = (
+                self._example_extremes(values, drop, ws, True),
+                self._example_extremes(values, drop, ws, False),
+            )
         if rows.shape[0]:
             low, high = worst.amin(0), best.amax(0)  # NaN propagates: one check finds any
             self.num_positions += rows.shape[0]
@@ -490,9 +497,11 @@ class LayerStats:
                 high = rows.masked_fill(bad, -math.inf).amax(0)
                 self._add_values(rows, bad, rows.shape[0] - n_bad, low, high, ws)
                 drop = ~torch.isfinite(values) if drop is None else drop | ~torch.isfinite(values)
-                best, position = self._example_extremes(values, drop, ws, largest=True)
-                worst, worst_position = self._example_extremes(values, drop, ws, largest=False)
-        self._update_examples(best, position, worst, worst_position, first_example, sync_free=False)
+                best, worst = (
+                    self._example_extremes(values, drop, ws, True),
+                    self._example_extremes(values, drop, ws, False),
+                )
+        self._update_examples(best, None, worst, None, first_example, _Locator(values, valid, first_example))
         if self.keep_activations:
             self._update_kept_rows(values, valid, first_example, grid)
 
@@ -513,8 +522,8 @@ class LayerStats:
             n_valid = valid.sum()
             self._add_positions(n_valid)
         drop = ~counted
-        best, position = self._example_extremes(values, drop, ws, largest=True)
-        worst, worst_position = self._example_extremes(values, drop, ws, largest=False)
+        best, position = self._example_extremes(values, drop, ws, largest=True, positions=True)
+        worst, worst_position = self._example_extremes(values, drop, ws, largest=False, positions=True)
         low, high = worst.amin(0), best.amax(0)
         n = counted.sum((0, 1))
         nans = nan.sum((0, 1))
@@ -525,7 +534,7 @@ class LayerStats:
             self._shift = torch.where(both, low / 2 + high / 2, 0.0)
         rows = self._rows(values, ws)
         self._add_values(rows, drop.reshape(batch * positions, units), n, low, high, ws, sync_free=True)
-        self._update_examples(best, position, worst, worst_position, first_example, sync_free=True)
+        self._update_examples(best, position, worst, worst_position, first_example)
         if self.keep_activations:
             self._update_kept_rows_sync_free(values, valid, first_example, grid)
 
@@ -633,32 +642,40 @@ class LayerStats:
         return finish
 
     @staticmethod
-    def _example_extremes(values, drop, ws: Workspace, largest: bool):
-        """(max, first position of the max) over the positions of each example, (batch, units), or the
-        min with ``largest=False``; positions where ``drop`` (broadcast against ``values``) is true
-        are left out (-inf for the max, inf for the min)."""
+    def _example_extremes(values, drop, ws: Workspace, largest: bool, positions: bool = False):
+        """The max over the positions of each example, (batch, units), or the min with ``largest=False``;
+        with ``positions``, (values, first position of each); positions where ``drop`` (broadcast
+        against ``values``) is true are left out (-inf for the max, inf for the min)."""
         if drop is not None:
             masked = ws.get("scratch", values.dtype, values.shape, values.device)
-            fill = torch.tensor(-math.inf if largest else math.inf, dtype=values.dtype, device=values.device)
+            fill = values.new_full((), -math.inf if largest else math.inf)  # no host-to-device copy
             torch.where(drop, fill, values, out=masked)
             values = masked
-        return values.max(dim=1) if largest else values.min(dim=1)
+        if positions:
+            return values.max(dim=1) if largest else values.min(dim=1)
+        return values.amax(dim=1) if largest else values.amin(dim=1)
 
-    def _update_examples(self, best, position, worst, worst_position, first_example, sync_free) -> None:
+    def _update_examples(self, best, position, worst, worst_position, first_example, locate=None) -> None:
+        """Offer each example's max (and min) to the top-k (bottom-k) and the samples; ``position``
+        (``worst_position``) says where each is, or ``locate`` finds it for the entries kept (the
+        CPU way: no sync-free batch has ``locate``)."""
         if self.k == 0 and self.samples_per_cell == 0:
             return
         batch = best.shape[0]
         best = best.T.to(torch.float64)
-        position = position.T
         examples = torch.arange(first_example, first_example + batch, device=best.device)
+        if locate is not None:  # placeholders (units, batch), filled in for the entries that are kept
+            position = worst_position = torch.zeros(1, 1, dtype=torch.int64, device=best.device).expand(best.shape)
+        else:
+            position, worst_position = position.T, worst_position.T
         if self.k:
-            self._offer("top", best, examples, position, sync_free)
-            self._offer("bottom", -worst.T.to(torch.float64), examples, worst_position.T, sync_free)
+            self._offer("top", best, examples, position, locate)
+            self._offer("bottom", -worst.T.to(torch.float64), examples, worst_position, locate)
         if self.samples_per_cell:
-            if sync_free:
+            if locate is None:
                 self._add_samples_sync_free(best, examples, position)
             else:
-                self._add_samples(best, examples, position)
+                self._add_samples(best, examples, locate)
 
     # -- top-k and bottom-k ------------------------------------------------------------------------------
 
@@ -668,12 +685,14 @@ class LayerStats:
         values, examples, positions = (getattr(self, name) for name in _SIDES[side])
         return (values if side == "top" else -values), examples, positions
 
-    def _offer(self, side: str, values, examples, positions, sync_free: bool) -> None:
+    def _offer(self, side: str, values, examples, positions, locate=None) -> None:
         """Candidates (units, batch) of examples later than every kept one (values negated for the
-        bottom-k). On a CPU only units where one beats the k-th kept value are re-sorted (a tie with it
-        loses: its example index is higher); ``sync_free``, every unit is."""
+        bottom-k). The CPU way (with ``locate``) re-sorts only the units where one beats the k-th kept
+        value (a tie with it loses: its example index is higher), then locates the entries that
+        entered; the sync-free way re-sorts every unit."""
         kept_values, kept_examples, kept_positions = self._side(side)
         units = None
+        sync_free = locate is None
         if not sync_free:
             units = (values > kept_values[:, -1:]).any(1).nonzero().squeeze(1)
             if units.numel() == 0:
@@ -696,6 +715,10 @@ class LayerStats:
         )
         if side == "bottom":
             merged[0] = merged[0].neg_()
+        if locate is not None:
+            row, column = (merged[1] >= examples[0]).nonzero(as_tuple=True)  # this batch's entries
+            unit = row if units is None else units[row]
+            merged[2][row, column] = locate(unit, merged[1][row, column], merged[0][row, column])
         if units is None:
             for name, rows in zip(_SIDES[side], merged, strict=True):
                 setattr(self, name, rows)
@@ -721,17 +744,21 @@ class LayerStats:
 
     # -- quantile samples ------------------------------------------------------------------------
 
-    def _add_samples(self, values, examples, positions) -> None:
+    def _add_samples(self, values, examples, locate) -> None:
         """Offer candidates (units, n) of examples (n,): each (unit, cell) keeps the ``samples``
-        smallest example hashes; a candidate above its cell's largest kept hash is dropped at once."""
+        smallest example hashes; a candidate above its cell's largest kept hash is dropped at once
+        (the others are located: ``locate(units, examples, values)`` gives their positions)."""
         cells = QUANTILE_CELLS.index(values.float()).to(torch.int64)
         cells += torch.arange(self.units, device=values.device).unsqueeze(1) * QUANTILE_CELLS.num_bins
         hashes = example_hash(examples).unsqueeze(0).expand_as(cells)
         keep = (hashes < self.sample_threshold.view(-1)[cells]) & (values > -math.inf)
         if not bool(keep.any()):
             return
-        examples = examples.unsqueeze(0).expand_as(cells)
-        self._insert_samples(cells[keep], hashes[keep], values[keep], examples[keep], positions[keep])
+        unit, column = keep.nonzero(as_tuple=True)
+        examples, values = examples[column], values[unit, column]
+        self._insert_samples(
+            cells[unit, column], hashes[unit, column], values, examples, locate(unit, examples, values)
+        )
 
     def _insert_samples(self, cells, hashes, values, examples, positions) -> None:
         """Merge entries (flat cell index, hash, value, example, position) into their cells."""
@@ -1259,6 +1286,54 @@ class LayerStats:
             f"LayerStats({self.layer!r}, units={self.units}, positions={self.positions_shape}, "
             f"values={int(self.count_.sum())}, k={self.k})"
         )
+
+
+def _prefix_lengths(valid: torch.Tensor) -> list[int] | None:
+    """Each example's number of valid positions when they come first (right padding), else ``None``."""
+    lengths = valid.sum(1)
+    if not torch.equal(valid, torch.arange(valid.shape[1], device=valid.device) < lengths.unsqueeze(1)):
+        return None
+    return lengths.tolist()
+
+
+def _prefix_extremes(values: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(max, min) of each example over its first ``lengths`` positions, (batch, units) each; an example
+    without any: -inf and inf."""
+    batch, _, units = values.shape
+    best = values.new_full((batch, units), -math.inf)
+    worst = values.new_full((batch, units), math.inf)
+    for b, length in enumerate(lengths):
+        if length:
+            torch.aminmax(values[b, :length], dim=0, out=(worst[b], best[b]))
+    return best, worst
+
+
+class _Locator:
+    """Where each kept (unit, example)'s max or min is: the first valid position holding that value (the
+    CPU way finds the positions of the few entries that enter, not of every candidate)."""
+
+    def __init__(self, values: torch.Tensor, valid: torch.Tensor | None, first_example: int):
+        self.values, self.valid, self.first = values, valid, first_example
+
+    def __call__(self, units: torch.Tensor, examples: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        result = torch.zeros(units.shape[0], dtype=torch.int64, device=units.device)
+        if units.numel() == 0:
+            return result
+        # example by example, a gather along the contiguous units (as for the kept rows)
+        example = examples - self.first
+        order = torch.argsort(example, stable=True)
+        example, units, targets = example[order], units[order], targets[order].to(self.values.dtype)
+        bounds = torch.searchsorted(example, torch.arange(self.values.shape[0] + 1, device=example.device)).tolist()
+        found = torch.empty_like(result)
+        for b, (start, stop) in enumerate(itertools.pairwise(bounds)):
+            if stop > start:
+                rows = self.values[b].index_select(1, units[start:stop])  # (positions, n)
+                hit = rows == targets[start:stop]  # NaN and inf never equal a kept value
+                if self.valid is not None:
+                    hit &= self.valid[b].unsqueeze(1)
+                found[start:stop] = hit.to(torch.int8).argmax(0)
+        result[order] = found
+        return result
 
 
 def _rows_of(wanted: torch.Tensor, examples: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

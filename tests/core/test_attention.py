@@ -13,7 +13,8 @@ TEXTS = ["The cat sat on the mat because it was warm.", "Short one."]  # padded:
 
 
 def eager_weights(model, batch) -> torch.Tensor:
-    """What the model's own eager attention returns (output_attentions), stacked (layers, B, H, T, T)."""
+    """What the model's own eager attention returns (output_attentions), stacked (layers, B, H, T, T).
+    (transformers records them with hooks it leaves on the model: use a model of this test's own.)"""
     before = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
@@ -25,8 +26,10 @@ def eager_weights(model, batch) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "neox", "bert"])
-def test_patterns_equal_the_models_eager_weights_while_it_runs_sdpa(tiny_lm, lm_tokenizer, arch):
-    model = tiny_lm(arch)
+def test_patterns_equal_the_models_eager_weights_while_it_runs_sdpa(lm_tokenizer, arch):
+    from language_models import build
+
+    model = build(arch, lm_tokenizer, size="tiny")
     assert model.config._attn_implementation == "sdpa"  # a fused kernel: no weights of its own
     batch = lm_tokenizer(TEXTS, padding=True, return_tensors="pt")
     found = attention_patterns(model, batch)
