@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,18 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/language_models.py, shar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_left_as_found():
+    """A test that leaves another Ctrl-C (SIGINT) handler behind fails, naming itself, and the handler is
+    put back: otherwise a later test of Ctrl-C sees its signal swallowed and fails for no reason of its own."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"this test left the SIGINT handler {after!r} in place of {before!r}")
 
 
 @pytest.fixture(scope="session")

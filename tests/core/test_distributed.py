@@ -61,7 +61,14 @@ def scheduler_tasks(client) -> int:
 
 
 def worker_jobs(client) -> list[int]:
-    return list(client.run(lambda: len(distributed._JOBS)).values())
+    """Jobs each worker still holds, once its cancelled tasks have stopped (a task that is running when
+    it is cancelled finishes first: on a loaded machine that takes a moment)."""
+    deadline = time.monotonic() + 30
+    while True:
+        held = list(client.run(lambda: len(distributed._JOBS)).values())
+        if not any(held) or time.monotonic() > deadline:
+            return held
+        time.sleep(0.05)
 
 
 # -- equal to one process ------------------------------------------------------------------------
