@@ -31,6 +31,11 @@ interface LensState extends LMTextState {
   dla_info: { position?: number; target?: number; logit?: number; constant?: number; scale?: number; total?: number };
 }
 
+/** A probability as text: three decimals, or two significant digits below 0.001. */
+export function probability(p: number): string {
+  return p > 0 && p < 0.001 ? p.toExponential(1) : p.toFixed(3);
+}
+
 /** A probability as a cell's shade (blue, stronger when surer); dark text on light shades. */
 function shade(p: number): [string, string] {
   const alpha = Math.max(0, Math.min(1, p));
@@ -147,7 +152,7 @@ function render({ model, el }: RenderProps<LensState>): () => void {
       for (let j = 0; j < k; j++) {
         const td = document.createElement("td");
         const p = values[b * k + j];
-        td.textContent = `${names[b]?.[j] ?? ""} ${p.toFixed(3)}`;
+        td.textContent = `${names[b]?.[j] ?? ""} ${probability(p)}`;
         td.setAttribute("data-prob", String(p));
         const [background, colour] = shade(p);
         td.style.background = background;

@@ -143,7 +143,8 @@ const STYLES = `
 .nw-dla-fill { position: absolute; top: 0; bottom: 0; }
 .nw-dla-axis { position: absolute; top: -2px; bottom: -2px; width: 1px; background: var(--jp-ui-font-color2, #777); }
 .nw-dla-bar:hover .nw-dla-track { outline: 1px solid var(--jp-brand-color1, #1976d2); }
-.nw-dla-heads { border-collapse: collapse; }
+.nw-dla-heads { border-collapse: collapse; width: auto; align-self: flex-start; }
+.nw-dla-heads th:first-child { text-align: right; }
 .nw-dla-heads td { width: 14px; height: 14px; padding: 0; border: 1px solid var(--jp-layout-color1, #fff); cursor: pointer; }
 .nw-dla-heads th { font-weight: normal; font-size: 10px; color: var(--jp-ui-font-color2, #555); padding: 0 3px; }
 .nw-lm-input { font: inherit; width: 10em; }

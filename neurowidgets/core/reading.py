@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .attention import _blocks, _hf_kernels, _Recorder, _torch_sdpa, attention_patterns
 from .lm import BlockParts, LogitAttribution, Readout, _heads, _is_conv1d, _norm_scale, block_parts, readout_of
 from .probe import INPUT, Probe
 
@@ -93,7 +94,9 @@ def read_text(probe: Probe, inputs: Mapping[str, torch.Tensor], example: int = 0
         components = [parts[0].name + INPUT, *(n for p in parts for n in (p.attention, p.mlp))]
         heads = [p.out_projection + INPUT for p in parts if p.out_projection is not None]
     layers = list(dict.fromkeys([*blocks, *components, *heads]))
-    capture = probe.run(inputs, layers, output=readout is not None)
+    recorder = _Recorder({m: n for n, m in model.named_modules() if n})
+    with _hf_kernels(recorder), _torch_sdpa(recorder, _blocks(model)):  # the attention patterns, same pass
+        capture = probe.run(inputs, layers, output=readout is not None)
     ids = inputs["input_ids"][example]
     mask = inputs.get("attention_mask")
     length = int(mask[example].sum()) if mask is not None else int(ids.shape[0])
@@ -131,9 +134,27 @@ def read_text(probe: Probe, inputs: Mapping[str, torch.Tensor], example: int = 0
             )
         else:
             heads_in = {p.attention: rows(p.out_projection + INPUT) for p in parts if p.out_projection is not None}
-    return TextReading(
+    reading = TextReading(
         model, parts, ids, stacked, named, heads_in, logits, readout, logit_error, attribution_error, inputs
     )
+    found = recorder.found
+    owners = [next((b for b in blocks if n == b or n.startswith(b + ".")), None) for n in found]
+    if len(found) == len(blocks) and None not in owners and set(owners) == set(blocks):
+        by_block = dict(zip(owners, found.values(), strict=True))
+        reading.derived["patterns"] = torch.stack([by_block[b][example, :, :length, :length] for b in blocks])
+    return reading
+
+
+def patterns(reading: TextReading) -> torch.Tensor:
+    """(blocks, heads, T, T) attention patterns of the text (see :mod:`neurowidgets.core.attention`): recorded
+    during :func:`read_text`'s forward pass where the model's attention kernel could be read there, else
+    from a forward pass of their own (eager attention returns its weights)."""
+    found = reading.derived.get("patterns")
+    if found is None:
+        every = attention_patterns(reading.model, reading.inputs)
+        found = every.patterns[:, 0, :, : reading.length, : reading.length]
+        reading.derived["patterns"] = found
+    return found
 
 
 # -- the logit lens --------------------------------------------------------------------------------
