@@ -82,6 +82,7 @@ def report(
     images: ImageAdapter | None = None,
     k: int = 8,
     layers: str | Iterable[str] | None = None,
+    model: Any = None,
 ) -> Path:
     """Write a standalone HTML report of ``scan`` to ``path``; returns the absolute path.
 
@@ -91,6 +92,8 @@ def report(
         drawn (``tokenizer`` / ``text`` for text data, ``images`` for how image tensors map to pixels).
         Without it the top examples are listed by index and value.
     layers: the layers of the health plot and of the default units (default: every scanned layer).
+    model: the scanned model (or its Probe); with it, each unit of a text scan shows its top logits (the
+        tokens its output raises and lowers most along the direct path, ``nw.top_logits``).
 
     The file is rendered in memory and then written atomically (a temporary file in the same
     directory, renamed over ``path``): on any error nothing is left behind and an existing file at
@@ -108,7 +111,10 @@ def report(
         if text is None and tokenizer is not None:
             text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))  # as the views do
         examples = Examples(data, text=text, images=images, start_index=scan.start_index)
-    page = _render(scan, shown_layers, chosen, examples, title, int(k)).encode("utf-8")
+    text_scan = "max_length" in scan.info or (examples is not None and examples.is_text)
+    tokens = text.tokenizer if text is not None else tokenizer
+    logits = _top_logit_sections(model, chosen, tokens) if model is not None and text_scan else {}
+    page = _render(scan, shown_layers, chosen, examples, title, int(k), logits).encode("utf-8")
     try:
         with atomic_file(target) as file:
             file.write(page)
@@ -202,7 +208,13 @@ TEMPLATE = """
 
 
 def _render(
-    scan: ScanResult, layers: list[str], units: list[_Unit], examples: Examples | None, title: str, k: int
+    scan: ScanResult,
+    layers: list[str],
+    units: list[_Unit],
+    examples: Examples | None,
+    title: str,
+    k: int,
+    logits: Mapping[tuple[str, int], str] | None = None,
 ) -> str:
     """The whole page as a string (nothing is written here)."""
     table = health_table(_subset(scan, layers))
@@ -215,7 +227,8 @@ def _render(
         hist = _histogram_figure(chosen, k)
         roots.append(hist)
         head = f'<section class="unit"><h2>{_e(chosen.layer)} · unit {chosen.unit}</h2><div class="unit-head"><div>'
-        tail = f"</div>{_stats_table(chosen.stats, chosen.unit)}</div>{_examples(chosen, examples, k)}</section>"
+        extra = (logits or {}).get((chosen.layer, chosen.unit), "")
+        tail = f"</div>{_stats_table(chosen.stats, chosen.unit)}</div>{extra}{_examples(chosen, examples, k)}</section>"
         parts.append((head, hist.name))
         parts.append((tail, None))
     variables = {"parts": parts, "style": STYLE}
@@ -438,3 +451,38 @@ def _unwritable(path: Path, error: OSError) -> OSError:
     """The same kind of OSError, saying which report could not be written and why."""
     message = f"cannot write the report to {path}: {error.strerror or error}"
     return type(error)(message) if error.errno is None else type(error)(error.errno, message)
+
+
+# -- top logits of text units (issue 12, item 1) -------------------------------------------------------
+
+TOP_LOGITS = 8
+
+
+def _top_logit_sections(model: Any, units: list[_Unit], tokenizer: Any) -> dict[tuple[str, int], str]:
+    """Per unit, the tokens its output raises and lowers most (escaped), or why the model has none."""
+    from .core.lm import top_logits
+    from .core.probe import Probe
+
+    probe = model if isinstance(model, Probe) else Probe(model)
+    by_layer: dict[str, list[_Unit]] = {}
+    for chosen in units:
+        by_layer.setdefault(chosen.layer, []).append(chosen)
+    result = {}
+    for layer, chosen in by_layer.items():
+        ids = [c.unit for c in chosen]
+        try:
+            found = top_logits(probe, layer, ids, k=TOP_LOGITS, tokenizer=tokenizer, width=chosen[0].stats.num_units)
+        except (ValueError, LookupError) as error:
+            note = f"<p class='caption logits'>Top logits: {_e(error)}</p>"
+            result.update({(layer, unit): note for unit in ids})
+            continue
+        for unit in ids:
+            raised, lowered = found[unit]
+            rows = "".join(
+                f"<tr><th>{label}</th><td>"
+                + " ".join(f"<span class='token'>{_e(text)}</span> {_f(value)}" for _, text, value in entries)
+                + "</td></tr>"
+                for label, entries in (("raises", raised), ("lowers", lowered))
+            )
+            result[(layer, unit)] = f"<div class='logits'><h3>Top logits</h3><table>{rows}</table></div>"
+    return result

@@ -140,8 +140,9 @@ def block_parts(model: nn.Module) -> list[BlockParts]:
 # -- logit effects of units ------------------------------------------------------------------------
 
 
-def output_vectors(probe: Probe, layer: str) -> torch.Tensor:
+def output_vectors(probe: Probe, layer: str, width: int | None = None) -> torch.Tensor:
     """(units, d): what each unit of ``layer`` writes to the residual stream along the direct path.
+    ``width``: the layer's number of units where the probe has not run on an input yet (e.g. a scan's).
 
     A layer as wide as the residual stream (a block's output, an attention or MLP output): its basis
     vectors. An attached sparse autoencoder: its decoder rows. Neurons: the rows of the projection that
@@ -151,7 +152,7 @@ def output_vectors(probe: Probe, layer: str) -> torch.Tensor:
     attached = probe._attached.get(layer)
     if attached is not None:
         return _decoder_rows(layer, attached, d)
-    units = probe.info(layer).units
+    units = probe.info(layer).units or width
     if units is None:
         raise ValueError(f"the width of layer {layer!r} is not known yet: run the probe on an input first")
     if units == d:
@@ -220,15 +221,17 @@ def top_logits(
     units: int | Iterable[int],
     k: int = 10,
     tokenizer: Any = None,
+    width: int | None = None,
 ) -> dict[int, tuple[LogitList, LogitList]]:
     """``{unit: (raised, lowered)}``: the ``k`` tokens whose logits the unit's output raises most and
     lowers most along the direct path (its output vector, through the final norm's weight, times the
     unembedding), each as (token id, token text, value); raised in descending order, lowered ascending.
-    Token texts come from ``tokenizer`` (``convert_ids_to_tokens``), else they are the ids as text."""
+    Token texts come from ``tokenizer`` (``convert_ids_to_tokens``), else they are the ids as text.
+    ``width``: the layer's number of units, where the probe has not run yet (e.g. ``stats.num_units``)."""
     probe = model_or_probe if isinstance(model_or_probe, Probe) else Probe(model_or_probe)
     probe._check_name(layer)
     units = [int(units)] if isinstance(units, (int, np.integer)) else [int(u) for u in units]
-    vectors = output_vectors(probe, layer)
+    vectors = output_vectors(probe, layer, width)
     bad = [u for u in units if not 0 <= u < vectors.shape[0]]
     if bad:
         raise IndexError(f"unit {bad[0]} does not exist: layer {layer!r} has units 0…{vectors.shape[0] - 1}")
