@@ -13,6 +13,12 @@ MiniLM's tokenizer; and all-MiniLM-L6-v2, 22.7M), an explorer on one sentence wi
 - switch layer (a ``layer`` update between the two scanned MLP layers): ratio to a bare forward.
 
 Ratios are of medians measured interleaved in one run, so machine load affects both sides alike.
+
+``--token-units`` (GPT-2 shape): the core of two language-model views on a 64-token text whose forward
+pass is done (its capture kept, as the heatmap keeps it): ``nw.units_at_token`` (top 20 units of an
+MLP layer at a clicked token, with one-line cards from a scan: density, top example's tokens, top
+logit) in ms and model calls (goal < 100 ms, none); ``nw.attention_patterns`` (every block's heads,
+from the model's own SDPA queries and keys) as a ratio to a bare forward of the text.
 """
 
 from __future__ import annotations
@@ -122,14 +128,58 @@ def run(name: str, model, tok, layers: list[str], texts: list[str], repeats: int
         view.close()
 
 
+def token_units(texts: list[str], repeats: int) -> None:
+    """Top units for a clicked token and attention patterns on GPT-2's shape; see the module docstring."""
+    from neurowidgets.core.examples import Examples
+
+    tok = tokenizer()
+    model = build("gpt2", tok)
+    layer = "transformer.h.5.mlp.act"
+    adapter = nw.TextAdapter(tok, max_length=128)
+    probe = nw.Probe(model)
+    scan = nw.scan(probe, texts, layer, adapter=adapter, k=8, batch_size=16, cache=False, progress=False)
+    examples = Examples(texts, text=adapter)
+    inputs = tok([" ".join(SENTENCES)[:330]], return_tensors="pt")
+    length = inputs["input_ids"].shape[1]
+    capture = probe.run(inputs, [layer], output=False)
+    calls: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    times = []
+    try:
+        for i in range(repeats):
+            start = time.perf_counter()
+            nw.units_at_token(
+                probe, inputs, layer, (7 * i) % length, 20, stats=scan[layer], examples=examples, capture=capture
+            )
+            times.append(time.perf_counter() - start)
+    finally:
+        hook.remove()
+    p50, p95 = percentiles([1e3 * t for t in times])
+    print(f"GPT-2 shape, {length} tokens: top 20 units at a token with cards: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+          f"{len(calls)} model calls (goal < 100 ms, none)")  # fmt: skip
+    bare, patterns = [], []
+    for _ in range(max(3, repeats // 3)):
+        bare.append(bare_forward(model, tok, tok.decode(inputs["input_ids"][0], skip_special_tokens=True)))
+        start = time.perf_counter()
+        found = nw.attention_patterns(model, inputs)
+        patterns.append(time.perf_counter() - start)
+    print(f"attention patterns of all {found.patterns.shape[0]} blocks x {found.heads} heads ({found.source}): "
+          f"{statistics.median(patterns) / statistics.median(bare):.2f}x a bare forward "
+          f"(bare {1e3 * statistics.median(bare):.1f} ms)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="gpt2,minilm")
     parser.add_argument("--texts", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--token-units", action="store_true", help="only the top-units and attention timings")
     args = parser.parse_args()
     texts = real_text(args.texts)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.token_units:
+        token_units(texts, args.repeats)
+        return
     for name in args.models.split(","):
         if name == "gpt2":
             tok = tokenizer()
