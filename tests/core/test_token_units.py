@@ -70,3 +70,25 @@ def test_bad_positions_and_a_model_without_an_unembedding(scanned, tiny_lm, lm_t
     found = units_at_token(bert, inputs, layer, 1, k=2, stats=stats)
     assert all(card.top_logit is None and "unembedding" in card.logit_error for card in found.cards)
     assert all(card.density is not None for card in found.cards)
+
+
+def test_attached_sae_features_at_a_token(tiny_lm, lm_tokenizer):
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    model = tiny_lm("gpt2")
+    torch.manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=model.config.n_embd, d_sae=96)).eval()
+    probe = nw.Probe(model)
+    probe.attach("transformer.h.1", sae, name="sae")
+    texts = [f"Feature text {i} with a few words." for i in range(10)]
+    adapter = nw.TextAdapter(lm_tokenizer, max_length=16)
+    stats = nw.scan(probe, texts, "sae", adapter=adapter, k=2, batch_size=5, cache=False, progress=False)["sae"]
+    inputs = adapter(texts[:1])
+    found = units_at_token(probe, inputs, "sae", 2, k=4, stats=stats, examples=Examples(texts, text=adapter))
+    with torch.no_grad():
+        hidden = probe.run(inputs, ["transformer.h.1"], output=False)["transformer.h.1"].values[0, 2]
+        features = sae.encode(hidden)
+    assert found.order.shape == (96,) and found.values.tolist() == torch.topk(features, 4).values.tolist()
+    assert features[torch.from_numpy(found.units)].tolist() == found.values.tolist()  # ties: any order of them
+    logits = top_logits(probe, "sae", found.units.tolist(), k=1, tokenizer=lm_tokenizer)
+    assert [card.top_logit for card in found.cards] == [logits[u][0][0] for u in found.units.tolist()]
