@@ -88,7 +88,8 @@ def test_attached_sae_features_at_a_token(tiny_lm, lm_tokenizer):
     with torch.no_grad():
         hidden = probe.run(inputs, ["transformer.h.1"], output=False)["transformer.h.1"].values[0, 2]
         features = sae.encode(hidden)
-    assert found.order.shape == (96,) and found.values.tolist() == torch.topk(features, 4).values.tolist()
-    assert features[torch.from_numpy(found.units)].tolist() == found.values.tolist()  # ties: any order of them
+    assert found.order.shape == (96,)
+    torch.testing.assert_close(torch.from_numpy(found.values), torch.topk(features, 4).values)
+    torch.testing.assert_close(features[torch.from_numpy(found.units)], torch.from_numpy(found.values))  # any tie order
     logits = top_logits(probe, "sae", found.units.tolist(), k=1, tokenizer=lm_tokenizer)
     assert [card.top_logit for card in found.cards] == [logits[u][0][0] for u in found.units.tolist()]
