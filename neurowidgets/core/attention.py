@@ -17,7 +17,8 @@ Where the kernel's inputs are recorded, with no per-architecture table:
   for example): that function is wrapped, and its calls are attributed to the model's blocks in order.
 
 Only calls from the calling thread on this model are recorded; everything is restored afterwards, even
-when the forward pass raises.
+when the forward pass raises. (A flex-attention ``BlockMask`` is not read: such a model's patterns are
+causal or unmasked, without its padding or custom masks.)
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def _hf_kernels(recorder: _Recorder) -> Iterator[None]:
                 scale = kwargs.get("scaling")
                 causal = kwargs.get("is_causal")
                 causal = getattr(module, "is_causal", True) if causal is None else causal
-                mask = attention_mask
+                mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None  # not flex's BlockMask
                 if mask is not None and mask.ndim == 4:
                     mask = mask[:, :, :, : key.shape[-2]]
                 with torch.no_grad():
