@@ -1,8 +1,9 @@
 """Random access to a dataset's examples by global index: as model inputs, and as what a view draws.
 
 Scans number examples in the order they come (from ``start_index``); the views of a scan (top
-examples, quantile samples) fetch those examples again by that number, and draw a unit's activations
-over them with :func:`unit_activations`.
+examples, bottom examples, quantile samples) fetch those examples again by that number, and draw a
+unit's activations over them with :func:`unit_activations`: e.g. for the most negative examples,
+``unit_activations(stats, unit, [e for _, e, _ in stats.bottom_k(unit)], inputs, probe)``.
 """
 
 from __future__ import annotations

@@ -190,19 +190,21 @@ def scan(
     Statistics (see :mod:`neurowidgets.core.stats`)
         Per unit: count, mean, var, min, max, density (fraction above ``threshold``), NaN and inf
         counts, a histogram over fixed symlog bins, the exact top ``k`` examples as (value, example
-        index, position index), and ``samples`` examples per octave of activation below the top.
+        index, position index), the exact bottom ``k`` (most negative, ``bottom_k``), and ``samples``
+        examples per octave of activation below the top. On a GPU no statistic reads anything back
+        to the host during the scan (see :mod:`neurowidgets.core.stats`).
         Units of bounded activations (sigmoid, tanh, hardtanh, ReLU6; or ``bounds={layer: (low,
         high)}``) count values within ``tolerance`` × the range of a bound, for ``saturated()``.
         When an input mapping has an ``attention_mask`` (batch, T), the padded positions of every
         layer whose positions are those T tokens count in no statistic.
 
     Kept activations (``keep_activations=True``)
-        For each unit's top ``k`` examples and the ``samples`` examples of each of its four highest
-        intervals, the unit's activation at every position of that example (float16; NaN at the
-        padding of a text), filled when the example enters and saved with the result, so that a
+        For each unit's top ``k`` and bottom ``k`` examples and the ``samples`` examples of each of its
+        four highest intervals, the unit's activation at every position of that example (float16; NaN
+        at the padding of a text), filled when the example enters and saved with the result, so that a
         feature card or a report draws them with no model run (``LayerStats.activations``). Memory:
-        units × (k + 4 × samples) × positions × 2 bytes a layer, whatever the size of the data:
-        38 MB for a GPT-2-small MLP layer (3,072 units, 128 tokens, k=32, samples=4), 19 MB for a
+        units × (2k + 4 × samples) × positions × 2 bytes a layer, whatever the size of the data:
+        63 MB for a GPT-2-small MLP layer (3,072 units, 128 tokens, k=32, samples=4), 31 MB for a
         MiniLM one (1,536 units). ``False`` keeps none (cards then run the model on their examples).
         A scan whose rows pass 1 GiB after its first batch warns (e.g. many layers of long texts).
 
@@ -387,7 +389,7 @@ def _warn_of_large_kept_rows(stats: Mapping[str, LayerStats]) -> None:
     size = sum(s.kept_rows.numel() * s.kept_rows.element_size() for s in stats.values())
     if size > KEPT_ROWS_WARNING_BYTES:
         warnings.warn(
-            f"the scan keeps {size / 2**30:.1f} GiB of activation rows (units × (k + 4 × samples) × positions "
+            f"the scan keeps {size / 2**30:.1f} GiB of activation rows (units × (2k + 4 × samples) × positions "
             "float16 values a layer, for feature cards without a model run); pass keep_activations=False, a "
             "smaller k or samples, or fewer layers to keep less",
             stacklevel=3,

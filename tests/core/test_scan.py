@@ -107,6 +107,23 @@ def test_scans_saved_before_kept_activations_load_without_them(digits, tmp_path)
         loaded.merge(quiet_scan(probe, digits.images[100:150], ["relu2"], k=4, start_index=100))
 
 
+def test_scans_saved_before_the_bottom_k_load_without_it(digits, tmp_path):
+    probe = nw.Probe(digits.model)
+    result = quiet_scan(probe, digits.images[:100], ["conv2"], k=4)
+    meta, arrays = storage.read_archive(result.save(tmp_path / "new.npz"))
+    old = {name: a for name, a in arrays.items() if not name.split(".")[-1].startswith("bottom_")}
+    for name in ("layer0.kept_examples", "layer0.kept_rows"):  # STATS_VERSION 2: top-k, then samples
+        old[name] = np.concatenate([arrays[name][:, :4], arrays[name][:, 8:]], 1)
+    loaded = nw.load_scan(storage.write_archive(tmp_path / "v2.npz", meta, old))["conv2"]
+    stats = result["conv2"]
+    assert loaded.top_k(3) == stats.top_k(3) and loaded.kept_rows.shape == stats.kept_rows.shape
+    examples = [e for _, e, _ in stats.top_k(3)]
+    np.testing.assert_array_equal(loaded.activations(3, examples), stats.activations(3, examples))
+    with pytest.raises(ValueError, match="saved before scans kept the bottom-k"):
+        loaded.bottom_k(3)
+    assert stats.bottom_k(3)[0][0] == stats.min[3]
+
+
 def test_keep_activations_is_an_option_of_the_scan_and_of_its_cache_key(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROWIDGETS_CACHE", str(tmp_path))
     data = digits.images[:80]

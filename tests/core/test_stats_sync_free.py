@@ -31,6 +31,7 @@ SYNCING = {
     aten.unique_consecutive.default,
     aten.is_nonzero.default,
     aten.equal.default,
+    aten.lift_fresh.default,  # torch.tensor(x, device=...): a host-to-device copy, which waits on CUDA
 }
 
 
@@ -188,3 +189,22 @@ def test_an_all_padding_batch_and_a_unit_without_finite_values():
             stats.update(values, torch.zeros(4, 5, dtype=torch.bool), 4)
     assert_same(cpu, free)
     assert free.bottom_k(2) == [] and free.top_k(2) == [] and free.nan_count[2] == 15
+
+
+def test_a_text_scan_the_device_way_equals_the_cpu_way(tiny_lm, lm_tokenizer, monkeypatch):
+    import neurowidgets as nw
+
+    texts = [" ".join(["word"] * (1 + i % 7) + [str(i)]) for i in range(40)]  # padded batches
+    layers = ["transformer.h.0.mlp.act", "transformer.h.1"]
+    kwargs = dict(tokenizer=lm_tokenizer, max_length=16, k=3, batch_size=8, cache=False, progress=False)
+    cpu = nw.scan(tiny_lm("gpt2"), texts, layers, **kwargs)
+    monkeypatch.setattr(LayerStats, "sync_free", True)
+    free = nw.scan(tiny_lm("gpt2"), texts, layers, **kwargs)
+    for layer in layers:
+        assert_same(cpu[layer], free[layer])
+        unit = 5
+        bottom = free[layer].bottom_k(unit)
+        assert len(bottom) == 3 and bottom[0][0] <= bottom[-1][0] < free[layer].top_k(unit)[-1][0]
+        rows = free[layer].activations(unit, [e for _, e, _ in bottom])
+        for (value, _, position), row in zip(bottom, rows, strict=True):
+            assert row[position] == np.float16(value) and np.nanmin(row) == row[position]
