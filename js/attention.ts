@@ -4,11 +4,12 @@
 // and tints the tokens it attends to in the strip. Patterns arrive once per block; everything else is
 // drawn here without the kernel.
 
-import type { RenderProps } from "@anywidget/types";
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { errorBox } from "./lib/store";
 import { decodeFloat, type WireArray } from "./lib/codec";
 import { SequentialScale, formatValue } from "./lib/colors";
-import { TokenStrip, addStyles, blockPicker, textLine, watch, type LMTextState } from "./lib/lm_text";
-import { Requests, Superseded } from "./lib/requests";
+import { TokenStrip, addStyles, sender, blockPicker, textLine, watch, type LMTextState } from "./lib/lm_text";
+import { Requests } from "./lib/requests";
 import { Tooltip } from "./lib/tooltip";
 import { element } from "./lib/ui";
 
@@ -55,11 +56,7 @@ function render({ model, el }: RenderProps<AttentionState>): () => void {
   addStyles();
   el.classList.add("nw-root", "nw-attention");
   const requests = new Requests(model);
-  const send = (kind: string, args: object) => {
-    requests.latest(kind, kind, args as Record<string, unknown>).catch((error: Error) => {
-      if (!(error instanceof Superseded)) console.warn("neurowidgets:", error.message);
-    });
-  };
+  const send = sender(requests);
   const cleanups: (() => void)[] = [];
   const header = element("div", "nw-header", el);
   cleanups.push(blockPicker(header, model, send));
@@ -68,7 +65,7 @@ function render({ model, el }: RenderProps<AttentionState>): () => void {
   back.addEventListener("click", () => send("select_head", { head: -1 }));
   const caption = element("span", "nw-lm-note", header);
   cleanups.push(textLine(el, model, "notice", "nw-lm-notice", "status"));
-  cleanups.push(textLine(el, model, "error", "nw-lm-error", "alert"));
+  cleanups.push(errorBox(el, model as unknown as AnyModel<{ error: string }>));
 
   let hovered = -1; // the token hovered in the strip or the canvas (a query row)
   let hoveredHead = -1;

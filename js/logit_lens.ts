@@ -3,11 +3,12 @@
 // attribution of a target token there as bars (embeddings, each block's attention and MLP) and a
 // blocks × heads grid. A bar's click opens its layer; a typed token becomes the target. Tokens are text.
 
-import type { RenderProps } from "@anywidget/types";
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { errorBox } from "./lib/store";
 import { decodeFloat, type WireArray } from "./lib/codec";
 import { DivergingScale, formatValue } from "./lib/colors";
-import { TokenStrip, addStyles, textLine, watch, type LMTextState } from "./lib/lm_text";
-import { Requests, Superseded } from "./lib/requests";
+import { TokenStrip, addStyles, sender, textLine, watch, type LMTextState } from "./lib/lm_text";
+import { Requests } from "./lib/requests";
 import { element } from "./lib/ui";
 
 interface LensState extends LMTextState {
@@ -46,13 +47,10 @@ function render({ model, el }: RenderProps<LensState>): () => void {
   addStyles();
   el.classList.add("nw-root", "nw-logit-lens");
   const requests = new Requests(model);
-  const send = (kind: string, args: object) =>
-    requests.latest(kind, kind, args as Record<string, unknown>).catch((error: Error) => {
-      if (!(error instanceof Superseded)) console.warn("neurowidgets:", error.message);
-    });
+  const send = sender(requests);
   const cleanups: (() => void)[] = [];
   cleanups.push(textLine(el, model, "notice", "nw-lm-notice", "status"));
-  cleanups.push(textLine(el, model, "error", "nw-lm-error", "alert"));
+  cleanups.push(errorBox(el, model as unknown as AnyModel<{ error: string }>));
   cleanups.push(textLine(el, model, "unavailable", "nw-lm-unavailable", "note"));
   const strip = new TokenStrip(el, model, send);
 

@@ -3,7 +3,22 @@
 // and their styles. Tokens are always text (textContent), never HTML.
 
 import type { AnyModel } from "@anywidget/types";
+import { Requests, Superseded } from "./requests";
+import type { RequestArgs, RequestKind } from "./schema";
 import { element } from "./ui";
+
+/** Sends a request of a kind the kernel answers (typed by the generated schema), one lane per kind:
+ * the latest wins. */
+export type Send = <K extends RequestKind>(kind: K, args: RequestArgs[K]) => void;
+
+export function sender(requests: Requests): Send {
+  return (kind, args) => {
+    const lane: string = kind;
+    requests.latest(lane, lane, args as Record<string, unknown>).catch((error: Error) => {
+      if (!(error instanceof Superseded)) console.warn("neurowidgets:", error.message);
+    });
+  };
+}
 
 export interface LMTextState {
   texts: string[];
@@ -38,7 +53,7 @@ export function textLine<T>(parent: HTMLElement, model: Model<T>, name: string, 
 }
 
 /** The picker of a block (``blocks``, ``block``); a choice is a ``select_block`` request. */
-export function blockPicker<T>(parent: HTMLElement, model: Model<T>, send: (kind: string, args: object) => void): () => void {
+export function blockPicker<T>(parent: HTMLElement, model: Model<T>, send: Send): () => void {
   const wrapper = element("label", "nw-control", parent);
   const text = element("span", "nw-control-label", wrapper);
   text.textContent = "block";
@@ -69,7 +84,7 @@ export class TokenStrip {
   constructor(
     parent: HTMLElement,
     private readonly model: Model<object>,
-    send: (kind: string, args: object) => void,
+    send: Send,
     private readonly onHover: (position: number) => void = () => {},
   ) {
     this.el = element("div", "nw-lm-tokens", parent);
