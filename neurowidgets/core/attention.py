@@ -212,27 +212,51 @@ def attention_patterns(model: nn.Module | Probe, inputs: Any, layers: Any = None
                 return _select(
                     AttentionPatterns(names, torch.stack([w.float().cpu() for w in weights]), "eager weights"), layers
                 )
-        modules = {m: name for name, m in model.named_modules() if name}
-        recorder = _Recorder(modules)
-        blocks = _blocks(model)
-        with _hf_kernels(recorder), _torch_sdpa(recorder, blocks):
+        with record_attention(model) as recording:
             _call(model, inputs)
-    if not recorder.found:
-        raise ValueError(
-            f"found no attention in {type(model).__name__}: neither a transformers attention kernel nor "
-            "torch.nn.functional.scaled_dot_product_attention was called (nn.MultiheadAttention and hand-written "
-            "softmax attention are not read)"
-        )
-    source = "kernel inputs" if recorder.from_kernels else "scaled_dot_product_attention"
-    names = list(recorder.found)
-    owners = [next((b for b, _ in blocks if n == b or n.startswith(b + ".")), n) for n in names]
-    if len(set(owners)) == len(owners):  # one attention a block: name it by its block
-        recorder.found = dict(zip(owners, recorder.found.values(), strict=True))
-        names = owners
-    shapes = {tuple(p.shape) for p in recorder.found.values()}
-    if len(shapes) > 1:
-        raise ValueError(f"the attention layers of {type(model).__name__} have different shapes: {sorted(shapes)}")
-    return _select(AttentionPatterns(names, torch.stack([recorder.found[n] for n in names]), source), layers)
+    return _select(recording.result(), layers)
+
+
+class AttentionRecording(_Recorder):
+    """What :func:`record_attention` recorded; :meth:`result` once the forward pass is done."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__({m: name for name, m in model.named_modules() if name})
+        self.model = model
+        self.blocks = _blocks(model)
+
+    def result(self) -> AttentionPatterns:
+        """The patterns of every attention layer the forward pass ran (record one pass)."""
+        model = self.model
+        if not self.found:
+            raise ValueError(
+                f"found no attention in {type(model).__name__}: neither a transformers attention kernel nor "
+                "torch.nn.functional.scaled_dot_product_attention was called (nn.MultiheadAttention and "
+                "hand-written softmax attention are not read)"
+            )
+        source = "kernel inputs" if self.from_kernels else "scaled_dot_product_attention"
+        names = list(self.found)
+        owners = [next((b for b, _ in self.blocks if n == b or n.startswith(b + ".")), n) for n in names]
+        found = dict(self.found)
+        if len(set(owners)) == len(owners):  # one attention a block: name it by its block
+            found = dict(zip(owners, found.values(), strict=True))
+            names = owners
+        shapes = {tuple(p.shape) for p in found.values()}
+        if len(shapes) > 1:
+            raise ValueError(f"the attention layers of {type(model).__name__} have different shapes: {sorted(shapes)}")
+        return AttentionPatterns(names, torch.stack([found[n] for n in names]), source)
+
+
+@contextlib.contextmanager
+def record_attention(model: nn.Module | Probe) -> Iterator[AttentionRecording]:
+    """Record the attention patterns of ``model``'s forward passes run inside (one that also captures
+    activations, for example, so that a text needs one pass for both): ``recording.result()`` after.
+    Records at the attention kernels (see the module docstring), so not for ``eager`` attention, whose
+    weights ``output_attentions=True`` gives."""
+    model = model.model if isinstance(model, Probe) else model
+    recording = AttentionRecording(model)
+    with _hf_kernels(recording), _torch_sdpa(recording, recording.blocks):
+        yield recording
 
 
 def _select(found: AttentionPatterns, layers: Any) -> AttentionPatterns:

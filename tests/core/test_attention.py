@@ -110,3 +110,20 @@ def test_pattern_from_masks_and_a_model_without_attention():
     torch.testing.assert_close(pattern_from(q, k, additive), pattern_from(q, k, causal=True))
     with pytest.raises(ValueError, match="found no attention"):
         attention_patterns(nn.Linear(3, 3), torch.randn(2, 3))
+
+
+def test_record_attention_during_a_capture_of_activations(lm_tokenizer):
+    from language_models import build
+
+    import neurowidgets as nw
+    from neurowidgets.core.attention import record_attention
+
+    model = build("neox", lm_tokenizer, size="tiny")
+    batch = lm_tokenizer(TEXTS, padding=True, return_tensors="pt")
+    probe = nw.Probe(model)
+    with record_attention(probe) as recording:
+        capture = probe.run(batch, ["gpt_neox.layers.1"])  # one pass: activations and patterns
+    found = recording.result()
+    assert capture["gpt_neox.layers.1"].values.shape[:2] == batch["input_ids"].shape
+    assert found.layers == ["gpt_neox.layers.0", "gpt_neox.layers.1"]
+    torch.testing.assert_close(found.patterns, attention_patterns(model, batch).patterns, rtol=0, atol=0)
