@@ -168,17 +168,89 @@ def token_units(texts: list[str], repeats: int) -> None:
           f"(bare {1e3 * statistics.median(bare):.1f} ms)")  # fmt: skip
 
 
+def lm_views(repeats: int) -> None:
+    """The language-model widgets on GPT-2's shape; see the module docstring."""
+    from neurowidgets.core import reading as core_reading
+    from neurowidgets.widgets import AttentionHeads, LogitLens, background
+
+    tok = tokenizer()
+    model = build("gpt2", tok)
+    words = " ".join(SENTENCES).split()
+
+    def text(i: int) -> str:  # 64 tokens, a different text each time (nothing cached)
+        rotated = words[i % len(words) :] + words[: i % len(words)]
+        ids = tok(" ".join(rotated), add_special_tokens=False)["input_ids"][:62]
+        return tok.decode(ids)
+
+    heads = AttentionHeads(model, text(0), tok)
+    lens = LogitLens(model, text(0), tok)
+    print(f"GPT-2 shape, lm views on {len(lens.tokens)} tokens ({len(lens.blocks)} blocks x "
+          f"{heads.heads} heads, vocabulary {lens.probe.model.config.vocab_size})")  # fmt: skip
+    bare, views, tables = [], [], []
+    parts: dict[str, list[float]] = {"forward with captures and patterns": [], "lens table": [], "attribution": []}
+    for i in range(1, max(4, repeats // 2) + 1):
+        sample = text(i)
+        bare.append(bare_forward(model, tok, sample))
+        start = time.perf_counter()
+        heads.set_texts(sample)
+        lens.set_texts(sample)
+        views.append(time.perf_counter() - start)
+        background.wait(lens)
+        tables.append(time.perf_counter() - start)
+        inputs = lens.adapter([sample + " again"])
+        start = time.perf_counter()
+        found = core_reading.read_text(lens.probe, inputs)
+        parts["forward with captures and patterns"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        core_reading.lens_table(found)
+        parts["lens table"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        core_reading.attribution(found, found.length - 2)
+        parts["attribution"].append(time.perf_counter() - start)
+    base = statistics.median(bare)
+    print(f"new text, both views answered (one forward, patterns, top 5 and attribution at the token): "
+          f"{statistics.median(views) / base:.2f}x a bare forward (bare {1e3 * base:.0f} ms; budget 1.5x)")  # fmt: skip
+    print(f"  and the lens table of every block and position, computed after it in the background: "
+          f"{statistics.median(tables) / base:.2f}x")  # fmt: skip
+    for name, times in parts.items():
+        print(f"  {name}: {statistics.median(times) / base:.2f}x")
+    calls: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    pages = {"lens": FakeFrontend(lens), "heads": FakeFrontend(heads)}
+    clicks: dict[str, list[float]] = {"token (lens)": [], "token (heads)": [], "head": []}
+    try:
+        for i in range(repeats):
+            for name, (page, kind, args) in {
+                "token (lens)": (pages["lens"], "select_position", {"position": (7 * i) % len(lens.tokens)}),
+                "token (heads)": (pages["heads"], "select_position", {"position": (5 * i) % len(heads.tokens)}),
+                "head": (pages["heads"], "select_head", {"head": i % heads.heads}),
+            }.items():
+                start = time.perf_counter()
+                page.custom({"type": "request", "id": i, "kind": kind, "args": args})
+                clicks[name].append(time.perf_counter() - start)
+    finally:
+        hook.remove()
+    for name, times in clicks.items():
+        p50, p95 = percentiles([1e3 * t for t in times])
+        print(f"click a {name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms (goal < 100 ms)")
+    print(f"model calls during the clicks: {len(calls)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="gpt2,minilm")
     parser.add_argument("--texts", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--token-units", action="store_true", help="only the top-units and attention timings")
+    parser.add_argument("--lm-views", action="store_true", help="only the attention and logit lens widgets")
     args = parser.parse_args()
     texts = real_text(args.texts)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.token_units:
         token_units(texts, args.repeats)
+        return
+    if args.lm_views:
+        lm_views(args.repeats)
         return
     for name in args.models.split(","):
         if name == "gpt2":

@@ -17,6 +17,7 @@ interface LensState extends LMTextState {
   lens_tokens: string[][];
   lens_probs: WireArray | null;
   lens_ids: WireArray | null;
+  lens_progress: number;
   shown_position: number;
   top_tokens: string[][];
   top_probs: WireArray | null;
@@ -71,11 +72,13 @@ function render({ model, el }: RenderProps<LensState>): () => void {
     const wire = model.get("lens_probs");
     const tokens = model.get("tokens");
     const names = model.get("lens_tokens");
+    const progress = model.get("lens_progress");
     table.hidden = !wire;
-    lensTitle.hidden = !wire;
+    lensTitle.hidden = !wire && progress >= 1;
     if (!wire) {
       table.replaceChildren();
       lensWire = null;
+      lensTitle.textContent = `Computing the logit lens table… ${Math.round(100 * progress)}%`;
       return;
     }
     lensTitle.textContent = "Logit lens: the top token of each block's residual stream (rows) at each position " +
@@ -122,7 +125,7 @@ function render({ model, el }: RenderProps<LensState>): () => void {
       cell.classList.toggle("nw-lm-selected", Number(cell.getAttribute("data-position")) === shown);
     }
   };
-  cleanups.push(watch(model, ["lens_probs", "lens_tokens", "tokens", "shown_position"], drawTable));
+  cleanups.push(watch(model, ["lens_probs", "lens_tokens", "lens_progress", "tokens", "shown_position"], drawTable));
 
   // -- the selected position: top 5 per block, and the attribution ------------------------------
   const row = element("div", "nw-lm-row", el);

@@ -8,7 +8,8 @@ import numpy as np
 import traitlets
 
 from ..core.layers import MLP, map_layers
-from ..core.reading import TextReading, attribution, default_target, lens_at, lens_table
+from ..core.reading import LensTable, TextReading, attribution, default_target, lens_at, lens_table_steps
+from . import background
 from .base import bundle, handles
 from .lm_text import LMTextView
 from .wire import encode
@@ -30,7 +31,10 @@ class LogitLens(LMTextView):
 
     - The lens: each block's output through the model's final norm and unembedding. ``lens_tokens``
       (blocks × positions) are the top tokens (text), ``lens_probs`` their probabilities and ``lens_ids``
-      their ids; the last block's row is the model's own prediction. ``top_tokens``, ``top_probs`` and
+      their ids; the last block's row is the model's own prediction. The table costs about two forward
+      passes of a GPT-2-size model (the unembedding on every block), so it is computed in the
+      background after the rest is shown (``lens_progress`` goes from 0 to 1; a new text cancels it;
+      in a script, ``neurowidgets.widgets.background.wait(view)`` waits for it). ``top_tokens``, ``top_probs`` and
       ``top_ids`` give the top 5 of every block at ``shown_position`` (the selected position, else the
       last).
     - The attribution at ``shown_position`` of ``target`` (a token id: the next token of the text by
@@ -54,6 +58,7 @@ class LogitLens(LMTextView):
     lens_tokens = traitlets.List(traitlets.List(traitlets.Unicode()), read_only=True).tag(sync=True)
     lens_probs = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
     lens_ids = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **INTS)
+    lens_progress = traitlets.Float(1.0, read_only=True).tag(sync=True)
     shown_position = traitlets.Int(-1, read_only=True).tag(sync=True)
     top_tokens = traitlets.List(traitlets.List(traitlets.Unicode()), read_only=True).tag(sync=True)
     top_probs = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
@@ -107,13 +112,34 @@ class LogitLens(LMTextView):
                 self.set_trait(name, [])
             self.set_trait("dla_info", {})
             return
+        self._position_chosen()  # first what the selected position needs, then the whole table
         table = reading.derived.get("lens")
-        if table is None:
-            table = reading.derived["lens"] = lens_table(reading)
-        self.set_trait("lens_ids", table.ids.astype(np.int32))
-        self.set_trait("lens_tokens", [self._strings(row) for row in table.ids])
-        self.set_trait("lens_probs", table.probs)
-        self._position_chosen()
+        if table is not None:
+            self._publish_table(reading, table)
+            return
+        for name in ("lens_probs", "lens_ids"):
+            self.set_trait(name, None)
+        self.set_trait("lens_tokens", [])
+        self.set_trait("lens_progress", 0.0)
+        background.submit(
+            self,
+            "lens",
+            self.probe,
+            lambda probe: lens_table_steps(reading),
+            lambda table, seconds: self._publish_table(reading, table),
+            lambda done, seconds: self.set_trait("lens_progress", float(done)) if self.reading is reading else None,
+            "computing the logit lens table",
+        )
+
+    def _publish_table(self, reading: TextReading, table: LensTable) -> None:
+        reading.derived["lens"] = table
+        if self.reading is not reading:
+            return
+        with self.hold_sync():
+            self.set_trait("lens_ids", table.ids.astype(np.int32))
+            self.set_trait("lens_tokens", [self._strings(row) for row in table.ids])
+            self.set_trait("lens_probs", table.probs)
+            self.set_trait("lens_progress", 1.0)
 
     def _position_chosen(self) -> None:
         reading = self.reading

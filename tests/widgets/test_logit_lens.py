@@ -10,6 +10,7 @@ from frontend import FakeFrontend
 
 import neurowidgets as nw
 from neurowidgets.core.reading import lens_table, read_text
+from neurowidgets.widgets import background
 from neurowidgets.widgets.logit_lens import LogitLens
 
 TEXT = "The cat sat on the mat because it was warm <b>here</b>"
@@ -33,6 +34,8 @@ def test_lens_at_the_last_block_is_the_models_prediction(tiny_lm, lm_tokenizer, 
     model = tiny_lm(arch)
     view = LogitLens(model, TEXT, lm_tokenizer)
     page = FakeFrontend(view)
+    background.wait(view, timeout=60)  # the table is computed in the background
+    assert view.lens_progress == 1.0
     logits = own_logits(model, lm_tokenizer, TEXT)
     probs = torch.softmax(logits, -1)
     ids = view.lens_ids
@@ -132,5 +135,6 @@ def test_a_text_longer_than_the_context_is_truncated_with_a_note(lm_tokenizer):
     )  # fmt: skip
     model = transformers.GPT2LMHeadModel(config).eval()
     view = LogitLens(model, " ".join(["word"] * 40), lm_tokenizer)
+    background.wait(view, timeout=60)
     assert len(view.tokens) == 16 and view.lens_probs.shape == (1, 16)
     assert "truncated to its first 16" in view.notice and "context" in view.notice
