@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationTrace",
     "Activations",
+    "AttentionHeads",
     "Capture",
     "CoActivation",
     "Distributions",
@@ -44,6 +45,7 @@ __all__ = [
     "LayerHealth",
     "LayerInfo",
     "LayerStats",
+    "LogitLens",
     "ModelCallError",
     "NeuronGrid",
     "Probe",
@@ -72,8 +74,8 @@ __all__ = [
 
 
 _WIDGETS = (
-    "ActivationTrace", "CoActivation", "Distributions", "ImageOverlay", "Interventions", "LayerHealth", "NeuronGrid",
-    "TokenHeatmap", "TopExamples", "explore",
+    "ActivationTrace", "AttentionHeads", "CoActivation", "Distributions", "ImageOverlay", "Interventions",
+    "LayerHealth", "LogitLens", "NeuronGrid", "TokenHeatmap", "TopExamples", "explore",
 )  # fmt: skip
 
 
