@@ -25,6 +25,7 @@ widget's jobs are done.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import logging
@@ -178,6 +179,22 @@ class _Runner:
         if job.cancelled:
             raise Cancelled(f"{job.action}: superseded by a newer request")
 
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel every job and wait (up to ``timeout``) until the running one stops: a worker still in a
+        torch operation while the interpreter finalizes aborts the process ("terminate called without an
+        active exception", exit code 134) however well everything else went."""
+        with lock, self.condition:
+            for job in self.pending.values():
+                job.cancelled = True
+                job.done.set()
+            self.pending.clear()
+            running = self.running
+            if running is not None:
+                running.cancelled = True
+            self.condition.notify_all()
+        if running is not None:
+            running.done.wait(timeout)
+
     @contextlib.contextmanager
     def foreground(self) -> Iterator[None]:
         with self.condition:
@@ -191,6 +208,7 @@ class _Runner:
 
 
 _runner = _Runner()
+atexit.register(_runner.shutdown)
 
 
 def submit(
