@@ -25,6 +25,7 @@ from .wire import encode
 
 CARD_CACHE = 32  # cards kept per widget, so that going back to a unit is instant
 LOGITS_SHOWN = 8  # tokens raised and lowered shown in a text unit's card
+BOTTOM_SHOWN = 4  # most negative examples shown, for a unit that takes negative values
 VISUALIZE_STEPS = 256  # nw.visualize's default: a digits unit in about a second on one thread
 
 
@@ -163,6 +164,8 @@ class FeatureCard(LayerView):
         groups = [{"title": "Top activations", "examples": stats.top_k(unit)[:shown]}]
         for low, high, entries in stats.samples(unit)[1:ROW_INTERVALS]:  # the top interval repeats the top-k
             groups.append({"title": f"Interval {low:.3g} – {high:.3g}", "examples": entries[:4]})
+        if stats.bottom_kept and stats.min[unit] < 0:  # GELU, SiLU and gated units fire negative too
+            groups.append({"title": "Most negative", "examples": stats.bottom_k(unit)[:BOTTOM_SHOWN]})
         entries = [entry for group in groups for entry in group["examples"]]
         card: dict[str, Any] = {
             "layer": layer,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -253,3 +255,44 @@ def test_a_card_shows_exactly_the_tokens_the_scan_saw(tiny_lm, lm_tokenizer, max
             assert card["tokens"][row] == scanned.tokens(texts[example["index"]])
             assert example["position"] < len(card["tokens"][row])  # the firing token is one the card shows
         assert decode(card["activations"]).shape[1] == max(len(t) for t in card["tokens"])
+
+
+def test_a_unit_that_fires_negative_shows_its_most_negative_examples(digits):
+    """conv2 (before its ReLU) takes negative values: the card adds its bottom examples, each drawn with
+    the unit's map from the scan's kept rows, which equals the model's; relu2 never goes below 0."""
+    data = digits.test_images[:120]
+    scan = nw.scan(digits.model, data, ["conv2", "relu2"], k=6, progress=False, cache=False)
+    card = TopExamples(digits.model, "conv2", scan, data, selected_units=[5]).card
+    stats = scan["conv2"]
+    bottom = card["groups"][-1]
+    assert bottom["title"] == "Most negative" and stats.min[5] < 0
+    assert [(e["value"], e["index"], e["position"]) for e in bottom["examples"]] == stats.bottom_k(5)[:4]
+    acts = decode(card["activations"])[-len(bottom["examples"]) :]
+    images = data[[e["index"] for e in bottom["examples"]]]
+    expected = nw.Probe(digits.model).run(images, ["conv2"])["conv2"].values[:, :, 5].numpy()
+    np.testing.assert_allclose(acts, expected, rtol=1e-3, atol=1e-3)
+    assert acts[0].min() == pytest.approx(bottom["examples"][0]["value"], rel=1e-3)
+    relu_card = TopExamples(digits.model, "relu2", scan, data, selected_units=[5]).card
+    assert all(group["title"] != "Most negative" for group in relu_card["groups"])
+
+
+EXIT_WHILE_OPTIMISING = """
+import neurowidgets as nw
+from neurowidgets.datasets import digits
+from neurowidgets.widgets import background
+from neurowidgets.widgets.top_examples import TopExamples
+
+d = digits()
+scan = nw.scan(d.model, d.test_images[:50], ["relu2"], k=4, progress=False, cache=False)
+card = TopExamples(d.model, "relu2", scan, d.test_images[:50], selected_units=[3])
+assert background.running(card)  # the interpreter exits while the worker optimises an input
+"""
+
+
+def test_a_script_exits_cleanly_while_a_card_still_optimises_in_the_background():
+    """The worker is stopped at exit: a worker still inside a torch operation while the interpreter
+    finalizes aborts the process (exit code 134): a test run would fail after every test passed."""
+    for _ in range(3):  # without the stop, about every other run aborted
+        script = [sys.executable, "-c", EXIT_WHILE_OPTIMISING]
+        done = subprocess.run(script, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
