@@ -71,12 +71,13 @@ def test_follows_a_text_explorer_and_shares_its_forward_pass(tiny_lm, lm_tokeniz
     from neurowidgets.widgets.logit_lens import LogitLens
 
     model = tiny_lm("gpt2")
-    explorer = nw.explore(model, TEXT, tokenizer=lm_tokenizer)
+    text = TEXT + " (a text no other test reads)"
+    explorer = nw.explore(model, text, tokenizer=lm_tokenizer)
     calls = []
     handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
-        heads = AttentionHeads(model, TEXT, lm_tokenizer).link(explorer)
-        lens = LogitLens(model, TEXT, lm_tokenizer).link(explorer)
+        heads = AttentionHeads(model, text, lm_tokenizer).link(explorer)
+        lens = LogitLens(model, text, lm_tokenizer).link(explorer)
         # One forward pass gives the patterns (read at the attention kernel), the lens and the attribution.
         assert len(calls) == 1
     finally:
@@ -86,3 +87,14 @@ def test_follows_a_text_explorer_and_shares_its_forward_pass(tiny_lm, lm_tokeniz
     page = FakeFrontend(heads)
     request(page, "select_position", position=3)
     assert explorer.position == 3 and lens.position == 3
+
+
+def test_a_long_text_is_drawn_up_to_the_context(tiny_lm, lm_tokenizer):
+    # The tiny GPT-2 has 512 positions: a longer text is truncated there, with a note.
+    view = AttentionHeads(tiny_lm("gpt2"), " ".join(["word"] * 600), lm_tokenizer)
+    assert len(view.tokens) == 512 and "truncated to its first 512" in view.notice
+    page = FakeFrontend(view)
+    request(page, "select_block", block=1)
+    sent = page.last_array("patterns")
+    assert sent.shape == (4, 512, 512) and sent.dtype == np.float16  # 2 MB for the page, drawn on one canvas
+    np.testing.assert_allclose(sent.astype(np.float32).sum(-1), 1.0, atol=2e-2)
