@@ -44,6 +44,8 @@ try:
 except ImportError as error:  # pragma: no cover - nbconvert comes with Jupyter; not with the bare package
     raise ImportError(f"exporting a notebook needs nbconvert ({error}): pip install 'neurowidgets[export]'") from error
 
+from .core.storage import atomic_file
+
 __all__ = ["NeuroWidgetsExporter", "embed_scripts", "export_html", "run_notebook"]
 
 PACKAGE = pathlib.Path(__file__).resolve().parent
@@ -233,7 +235,8 @@ def export_html(
     if execute:
         run_notebook(nb, cwd, timeout=timeout, kernel_name=kernel_name)
     body, _ = NeuroWidgetsExporter().from_notebook_node(nb, resources={"metadata": {"name": name}})
-    out.write_text(body, encoding="utf-8")
+    with atomic_file(out) as file:  # a reader (a browser, a file server) never sees half a page
+        file.write(body.encode("utf-8"))
     return out
 
 

@@ -80,16 +80,6 @@ def _patch_to_json(patches: dict, widget: Any) -> dict:
 REVISION = "__revision__"
 
 
-def padded_extent(values: Any, margin: float = 0.05) -> tuple[float, float]:
-    """(start, end) of an axis showing every finite value with a margin (a fraction of their span;
-    ±0.5 around a single value; [0, 1] when there is none)."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    pad = margin * (high - low) or 0.5
-    return low - pad, high + pad
-
-
 class BokehHost(NeuroWidget):
     """Shows ``figure`` (any bokeh layout/model).
 
@@ -111,9 +101,7 @@ class BokehHost(NeuroWidget):
     _tap_keys = traitlets.Dict(value_trait=traitlets.Unicode()).tag(sync=True)  # source → key column, "": row index
     _bokehjs = traitlets.Instance(BokehJS).tag(sync=True, **widget_serialization)
 
-    def __init__(
-        self, figure: Model | None = None, selectable: Sequence[str] | Mapping[str, str] = (), **kwargs: Any
-    ):
+    def __init__(self, figure: Model | None = None, selectable: Sequence[str] | Mapping[str, str] = (), **kwargs: Any):
         keys = dict(selectable) if isinstance(selectable, Mapping) else dict.fromkeys(selectable, "")
         super().__init__(_bokehjs=shared_bokehjs(), _tap_keys=keys, **kwargs)
         self._selectable = tuple(keys)
