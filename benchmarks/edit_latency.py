@@ -16,7 +16,7 @@ the kernel answers within 150 ms, else waits for a 150 ms pause; 0 always sends 
 p50/p95/max of:
 - last keystroke → tokens repainted (what the user waits for);
 - last keystroke → the next animation frame after that repaint;
-- the kernel's share: ``set_texts`` per request (tokenize, forward pass, trait updates), timed in
+- the kernel's share: ``set_text`` per request (tokenize and run the edited row, trait updates), timed in
   the kernel.
 Budget (DESIGN.md): edit a sentence on a 22M-parameter transformer on 2 CPU cores → views
 repainted, p95 < 150 ms.
@@ -46,14 +46,14 @@ CELLS = [
     f"heatmap = TokenHeatmap(model, {LAYER!r}, [{START!r}, {OTHER!r}], tok)\nheatmap",
     # The kernel's share, timed where it happens.
     "kernel_ms = []\n"
-    "_set_texts = heatmap.set_texts\n"
-    "def _timed(texts):\n"
+    "_set_text = heatmap.set_text\n"
+    "def _timed(row, text):\n"
     "    start = time.perf_counter()\n"
     "    try:\n"
-    "        _set_texts(texts)\n"
+    "        _set_text(row, text)\n"
     "    finally:\n"
     "        kernel_ms.append(1000 * (time.perf_counter() - start))\n"
-    "heatmap.set_texts = _timed",
+    "heatmap.set_text = _timed",
 ]
 
 RECORD_JS = """
@@ -148,7 +148,7 @@ def test_edit_latency(lab, request):
         print(f"  debounce_ms = {debounce}")
         print(f"    last keystroke → tokens repainted:     {percentiles(paint)}")
         print(f"    last keystroke → next frame after it:  {percentiles(frame)}")
-        print(f"    kernel set_texts per request:          {percentiles(kernel)}")
+        print(f"    kernel set_text per request:           {percentiles(kernel)}")
     print("  budget: p95 < 150 ms (edit → views repainted)")
 
 
