@@ -14,11 +14,8 @@ from .wire import ARRAY
 
 
 def patterns_of(reading: TextReading) -> np.ndarray:
-    """(blocks, heads, T, T) float16 attention patterns of the reading's text (computed once per text)."""
-    found = reading.derived.get("patterns16")
-    if found is None:
-        found = reading.derived["patterns16"] = patterns(reading).float().cpu().numpy().astype(np.float16)
-    return found
+    """(blocks, heads, T, T) float16 attention patterns of the reading's text (kept with the reading)."""
+    return patterns(reading).cpu().numpy()
 
 
 class AttentionHeads(LMTextView):
