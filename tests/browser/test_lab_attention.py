@@ -20,6 +20,7 @@ CELLS = [
     "explorer = nw.explore(model, ['The cat sat on the mat because it was warm', 'Dogs <b>bark</b> at night.'], "
     "tokenizer=tok)\n"
     "heads = AttentionHeads(model, 'unused', tok).link(explorer)\nheads",
+    "long = AttentionHeads(model, ' '.join(['word'] * 600), tok)  # past the context of 512 tokens\nlong",
 ]
 
 # Viridis, the stops of js/lib/colors.ts's sequential scale (attention weights on [0, 1]).
@@ -72,13 +73,15 @@ def pixels(canvas, points: list[tuple[int, int]]) -> list[tuple[int, ...]]:
     ]
 
 
-def check_drawn(lab, canvas, heads: list[int]) -> None:
-    """Every cell of the drawn heads is the viridis colour of the kernel's attention weight."""
-    patterns = kernel_json(lab, "heads.patterns.astype(float).tolist()")
+def check_drawn(lab, canvas, heads: list[int], sample: int | None = None, name: str = "heads") -> None:
+    """Every cell of the drawn heads (or ``sample`` of them) is the viridis colour of the kernel's weight."""
+    patterns = kernel_json(lab, f"{name}.patterns.astype(float).tolist()")
     g = geometry(canvas)
     n = g["tokens"]
     assert n == len(patterns[0])
     cells = [(h, q, k) for h in heads for q in range(n) for k in range(n)]
+    if sample is not None:
+        cells = cells[:: max(1, len(cells) // sample)]
     drawn = pixels(canvas, [cell_centre(g, h, q, k) for h, q, k in cells])
     for (h, q, k), colour in zip(cells, drawn, strict=True):
         assert close(colour, viridis(patterns[h][q][k])), (h, q, k, patterns[h][q][k], colour)
@@ -149,3 +152,20 @@ def test_heads_on_one_canvas_click_hover_and_block(lab):
     check_drawn(lab, canvas, list(range(n_heads)))
     lab.screenshot(widget, "attention/block1.png")
     assert kernel_json(lab, "heads.error") == ""
+
+    # A text past the model's context, 512 tokens drawn: one canvas, one pixel a cell for an enlarged head.
+    long = page.locator(".nw-attention").nth(1)
+    long.scroll_into_view_if_needed()
+    assert "truncated to its first 512 (the model's context)" in long.locator(".nw-lm-notice").inner_text()
+    canvas = long.locator("canvas.nw-attn-canvas")
+    page.wait_for_function(
+        "c => c.dataset.geometry && JSON.parse(c.dataset.geometry).tokens === 512", arg=canvas.element_handle()
+    )
+    g = geometry(canvas)
+    canvas.click(position={"x": 10, "y": g["label"] + 10})
+    lab.poll("long.head", "0")
+    page.wait_for_function("c => JSON.parse(c.dataset.geometry).size === 512", arg=canvas.element_handle())
+    page.mouse.move(0, 0)  # no hovered row outlined
+    check_drawn(lab, canvas, [0], sample=2000, name="long")
+    assert long.locator("canvas").count() == 1 and long.locator(".nw-lm-token").count() == 512
+    lab.screenshot(long, "attention/512_tokens.png")
