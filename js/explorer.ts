@@ -12,6 +12,7 @@ import { gridPanel } from "./neuron_grid";
 import { heatmapPanel } from "./token_heatmap";
 import { cardPanel } from "./top_examples";
 import { strongestUnitsPanel } from "./strongest_units";
+import { tokenUnitsPanel } from "./token_units";
 
 interface Entry {
   title: string;
@@ -29,6 +30,7 @@ export const PANELS: Record<string, Entry> = {
   grid: entry("Units", false, gridPanel),
   overlay: entry("Input", false, overlayPanel),
   heatmap: entry("Input", false, heatmapPanel),
+  token_units: entry("Top units at the selected token", false, tokenUnitsPanel),
   trace: entry("Selected units along the input", true, tracePanel),
   card: entry("What drives the selected unit", true, cardPanel),
   strongest_units: entry("Strongest units", false, strongestUnitsPanel),

@@ -26,6 +26,7 @@ from .base import as_probe, bundle
 from .image_overlay import ImageOverlay
 from .neuron_grid import NeuronGrid
 from .token_heatmap import TokenHeatmap
+from .token_units import TokenUnitsPanel
 from .top_examples import FeatureCard
 
 # Panels any explorer may show besides its own (``explore(panels=[..., name])``): they read only the
@@ -70,11 +71,12 @@ class ImageExplorer(Explorer, ImageOverlay, FeatureCard, ActivationTrace, Neuron
         return self.examples.get(index).unsqueeze(0)
 
 
-class TextExplorer(Explorer, TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
-    """Grid, editable token heatmap, traces over tokens and the feature card, on a few texts."""
+class TextExplorer(Explorer, TokenUnitsPanel, TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
+    """Grid, editable token heatmap, the top units at the clicked token, traces over tokens and the
+    feature card, on a few texts."""
 
     _esm = bundle("explorer")
-    PANELS = ("grid", "heatmap", "trace", "card")
+    PANELS = ("grid", "heatmap", "token_units", "trace", "card")
 
     def _example_input(self, index: int) -> Any:
         return [self.examples.get(index)]
