@@ -5,8 +5,9 @@ from .attention import AttentionPatterns, attention_patterns
 from .distributed import ShardError
 from .edits import Edit, ablate, clamp, scale, steer
 from .health import health_table
-from .lm import direct_logit_attribution, logit_lens, top_logits
+from .lm import logit_lens, top_logits
 from .probe import Capture, LayerError, LayerInfo, ModelCallError, Probe
+from .reading import direct_logit_attribution
 from .scan import ScanResult, load_scan, scan
 from .stats import LayerStats
 from .text import TextAdapter

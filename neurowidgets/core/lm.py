@@ -1,5 +1,7 @@
 """Language-model readings along the residual stream: the logit effects of units, the logit lens and
-direct logit attribution, for any Hugging Face (or similar) causal or masked language model.
+the parts of the model they read (its unembedding, final norm and blocks), for any Hugging Face (or
+similar) causal or masked language model. Direct logit attribution reads one forward pass of a text:
+:mod:`neurowidgets.core.reading`.
 
 Everything is found from the module tree, with no per-architecture table: the unembedding is the
 model's output embedding (``get_output_embeddings()``, else the last Linear as wide as the input
@@ -12,7 +14,7 @@ weight takes the layer's width, e.g. ``c_proj``, ``down_proj`` or BERT's ``outpu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inputs import first_tensor
 from .layers import blocks_of
 from .probe import INPUT, Probe
 
@@ -302,83 +303,6 @@ class LogitAttribution:
     @property
     def total(self) -> float:
         return float(sum(self.parts.values()) + self.constant)
-
-
-def direct_logit_attribution(
-    probe: Probe, inputs: Mapping[str, torch.Tensor], position: int, target: int | None = None, example: int = 0
-) -> LogitAttribution:
-    """Each block's attention and MLP contribution (and each head's) to one logit, for a pre-norm model.
-
-    ``target``: a token id; default the next token of the input (or the model's own prediction at the last
-    position). One forward pass captures every component."""
-    readout = readout_of(probe.model)
-    parts = block_parts(probe.model)
-    if not parts or any(p.attention is None or p.mlp is None for p in parts):
-        raise ValueError("direct logit attribution needs blocks with an attention and an MLP child")
-    first = parts[0].name + INPUT
-    layers = [first, *(n for p in parts for n in (p.attention, p.mlp)), parts[-1].name]
-    heads = [p.out_projection + INPUT for p in parts if p.out_projection is not None]
-    capture = probe.run(inputs, layers + heads, output=False)
-    n_tokens = capture[parts[-1].name].values.shape[1]
-    if not 0 <= position < n_tokens:
-        raise IndexError(f"position {position} does not exist: the input has positions 0…{n_tokens - 1}")
-
-    def at(layer: str) -> torch.Tensor:
-        return capture[layer].values[example, position].float()
-
-    components = {"embeddings": at(first)}
-    for part in parts:
-        components[part.attention] = at(part.attention)
-        components[part.mlp] = at(part.mlp)
-    final = at(parts[-1].name)
-    same_width = all(vector.shape == final.shape for vector in components.values())
-    summed = torch.stack(list(components.values())).sum(0) if same_width else None
-    if summed is None or not torch.allclose(summed, final, rtol=1e-3, atol=1e-3 * float(final.abs().max())):
-        raise ValueError(
-            "the embeddings and the blocks' attention and MLP outputs do not add up to the residual stream "
-            "(a post-norm model such as BERT): direct logit attribution needs a pre-norm residual stream"
-        )
-    with torch.no_grad():
-        if target is None:
-            target = _default_target(inputs, example, position, readout, final)
-        vocab = readout.weight.shape[0]
-        if not 0 <= int(target) < vocab:
-            raise IndexError(f"target token {target} does not exist: the vocabulary has ids 0…{vocab - 1}")
-        target = int(target)
-        logit = float(readout.logits(final)[target])
-        scale = _norm_scale(readout, final)
-        row = readout.gained(readout.weight[target].float())
-
-        def share(vector: torch.Tensor) -> float:
-            return float(row @ readout.centre(vector)) / scale
-
-        shares = {name: share(vector) for name, vector in components.items()}
-        per_head = {}
-        for part in parts:
-            if part.out_projection is None:
-                continue
-            projection = probe.model.get_submodule(part.out_projection)
-            z = at(part.out_projection + INPUT)
-            n_heads = _heads(probe.model, z.shape[0])
-            if n_heads is None:
-                continue
-            weight = projection.weight.detach().float()
-            out = weight.T if _is_conv1d(projection) else weight  # (d, heads × head_dim)
-            width = z.shape[0] // n_heads
-            per_head[part.attention] = [
-                share(out[:, h * width : (h + 1) * width] @ z[h * width : (h + 1) * width]) for h in range(n_heads)
-            ]
-    constant = logit - sum(shares.values())
-    return LogitAttribution(target, position, logit, shares, per_head, constant, scale)
-
-
-def _default_target(inputs: Mapping, example: int, position: int, readout: Readout, final: torch.Tensor) -> int:
-    ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else first_tensor(inputs)
-    if isinstance(ids, torch.Tensor) and ids.ndim == 2 and position + 1 < ids.shape[1]:
-        mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
-        if mask is None or bool(mask[example, position + 1]):
-            return int(ids[example, position + 1])
-    return int(readout.logits(final).argmax())
 
 
 def _norm_scale(readout: Readout, residual: torch.Tensor) -> float:

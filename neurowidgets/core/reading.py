@@ -8,8 +8,8 @@ holds the heads); :func:`lens_table`, :func:`lens_at` and :func:`attribution` th
 algebra on it. The last block's row of the lens is the model's own logits (its output, kept from the
 same pass), so the lens at the last block equals what the model predicts.
 
-The same readings one call at a time are :func:`neurowidgets.logit_lens` and
-:func:`neurowidgets.direct_logit_attribution` (each runs its own forward pass).
+One call does the whole attribution: :func:`direct_logit_attribution`; the logit lens's top-k table
+in one call is :func:`neurowidgets.logit_lens`.
 """
 
 from __future__ import annotations
@@ -299,3 +299,14 @@ def attribution(reading: TextReading, position: int, target: int | None = None) 
             per_head[part.attention] = ((read * z[position].reshape(n_heads, -1)).sum(-1) / scale).tolist()
     constant = logit - sum(shares.values())
     return LogitAttribution(target, position, logit, shares, per_head, constant, scale)
+
+
+def direct_logit_attribution(
+    probe: Probe, inputs: Mapping[str, torch.Tensor], position: int, target: int | None = None, example: int = 0
+) -> LogitAttribution:
+    """Each block's attention and MLP contribution (and each head's) to one logit of a pre-norm model, in
+    one call: :func:`attribution` of :func:`read_text` (one forward pass captures every component).
+
+    ``target``: a token id; default the next token of the input (or the model's own prediction at the
+    last position)."""
+    return attribution(read_text(probe, inputs, example), position, target)

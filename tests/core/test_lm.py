@@ -7,7 +7,8 @@ import torch
 import transformers
 
 import neurowidgets as nw
-from neurowidgets.core.lm import direct_logit_attribution, logit_lens, readout_of, top_logits
+from neurowidgets.core.lm import logit_lens, readout_of, top_logits
+from neurowidgets.core.reading import direct_logit_attribution
 
 NEURONS = {"gpt2": "transformer.h.1.mlp.act", "llama": "model.layers.1.mlp.down_proj:input"}
 
