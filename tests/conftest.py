@@ -27,6 +27,16 @@ def _ctrl_c_left_as_found():
         pytest.fail(f"this test left the SIGINT handler {after!r} in place of {before!r}")
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt during the test, as in a terminal or a kernel, whatever
+    this process inherited: a shell starts background jobs (`cmd &`, nohup) with SIGINT ignored, Python
+    then keeps ignoring it, and a test of Ctrl-C would see nothing happen."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="session")
 def digits():
     from neurowidgets.datasets import digits

@@ -267,7 +267,7 @@ class Slow(Dataset):
         return self.images[i]
 
 
-def test_a_real_ctrl_c_before_any_shard_is_done_raises(digits, client):
+def test_a_real_ctrl_c_before_any_shard_is_done_raises(digits, client, ctrl_c_raises):
     def ctrl_c():
         time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGINT)

@@ -228,7 +228,7 @@ def interrupted_at_once():
     yield
 
 
-def test_ctrl_c_during_the_statistics_waits_until_every_layer_has_the_batch(monkeypatch):
+def test_ctrl_c_during_the_statistics_waits_until_every_layer_has_the_batch(monkeypatch, ctrl_c_raises):
     model = small_model()
     x = torch.randn(50, 5)
     original = LayerStats.update
