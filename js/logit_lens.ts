@@ -39,9 +39,15 @@ export function probability(p: number): string {
 }
 
 /** A probability as a cell's shade (blue, stronger when surer); dark text on light shades. */
-function shade(p: number): [string, string] {
+/** A table cell showing ``text`` (as text) shaded by the probability ``p``. */
+function probabilityCell(text: string, p: number): HTMLTableCellElement {
+  const td = document.createElement("td");
   const alpha = Math.max(0, Math.min(1, p));
-  return [`rgba(33, 102, 172, ${alpha.toFixed(3)})`, alpha > 0.55 ? "#fff" : ""];
+  td.textContent = text;
+  td.setAttribute("data-prob", String(p));
+  td.style.background = `rgba(33, 102, 172, ${alpha.toFixed(3)})`;
+  td.style.color = alpha > 0.55 ? "#fff" : "";
+  return td;
 }
 
 function render({ model, el }: RenderProps<LensState>): () => void {
@@ -104,16 +110,11 @@ function render({ model, el }: RenderProps<LensState>): () => void {
         label.title = model.get("blocks")[b] ?? "";
         tr.append(label);
         for (let t = 0; t < n; t++) {
-          const td = document.createElement("td");
           const p = values[b * n + t];
-          td.textContent = names[b]?.[t] ?? "";
+          const td = probabilityCell(names[b]?.[t] ?? "", p);
           td.title = `block ${b}, position ${t}: ${names[b]?.[t] ?? ""} (p = ${formatValue(p)})`;
           td.setAttribute("data-position", String(t));
           td.setAttribute("data-block", String(b));
-          td.setAttribute("data-prob", String(p));
-          const [background, colour] = shade(p);
-          td.style.background = background;
-          td.style.color = colour;
           tr.append(td);
         }
         rows.push(tr);
@@ -151,14 +152,8 @@ function render({ model, el }: RenderProps<LensState>): () => void {
       label.textContent = `block ${b}`;
       tr.append(label);
       for (let j = 0; j < k; j++) {
-        const td = document.createElement("td");
         const p = values[b * k + j];
-        td.textContent = `${names[b]?.[j] ?? ""} ${probability(p)}`;
-        td.setAttribute("data-prob", String(p));
-        const [background, colour] = shade(p);
-        td.style.background = background;
-        td.style.color = colour;
-        tr.append(td);
+        tr.append(probabilityCell(`${names[b]?.[j] ?? ""} ${probability(p)}`, p));
       }
       rows.push(tr);
     }
