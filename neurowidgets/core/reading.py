@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import _blocks, _hf_kernels, _Recorder, _torch_sdpa, attention_patterns
+from .attention import attention_patterns, record_attention
 from .lm import BlockParts, LogitAttribution, Readout, _heads, _is_conv1d, _norm_scale, block_parts, readout_of
 from .probe import INPUT, Probe
 
@@ -94,8 +94,7 @@ def read_text(probe: Probe, inputs: Mapping[str, torch.Tensor], example: int = 0
         components = [parts[0].name + INPUT, *(n for p in parts for n in (p.attention, p.mlp))]
         heads = [p.out_projection + INPUT for p in parts if p.out_projection is not None]
     layers = list(dict.fromkeys([*blocks, *components, *heads]))
-    recorder = _Recorder({m: n for n, m in model.named_modules() if n})
-    with _hf_kernels(recorder), _torch_sdpa(recorder, _blocks(model)):  # the attention patterns, same pass
+    with record_attention(model) as recording:  # the attention patterns, in the same pass
         capture = probe.run(inputs, layers, output=readout is not None)
     ids = inputs["input_ids"][example]
     mask = inputs.get("attention_mask")
@@ -137,12 +136,12 @@ def read_text(probe: Probe, inputs: Mapping[str, torch.Tensor], example: int = 0
     reading = TextReading(
         model, parts, ids, stacked, named, heads_in, logits, readout, logit_error, attribution_error, inputs
     )
-    found = recorder.found
-    owners = [next((b for b in blocks if n == b or n.startswith(b + ".")), None) for n in found]
-    if len(found) == len(blocks) and None not in owners and set(owners) == set(blocks):
-        by_block = dict(zip(owners, found.values(), strict=True))
-        kept = [by_block[b][example, :, :length, :length].half() for b in blocks]  # float16: 75 MB at 512 tokens
-        reading.derived["patterns"] = torch.stack(kept)
+    try:
+        recorded = recording.result()
+    except ValueError:  # eager attention (or none the kernels saw): patterns() runs its own pass if asked
+        recorded = None
+    if recorded is not None and recorded.layers == blocks:  # float16: 75 MB at 512 tokens
+        reading.derived["patterns"] = recorded.patterns[:, example, :, :length, :length].half()
     return reading
 
 
