@@ -3,6 +3,8 @@ BokehJS's own views and scales: one place for that geometry, shared by the bokeh
 
 from __future__ import annotations
 
+from conftest import next_paint, wait_until
+
 # Every figure (plot) view inside `host`, in document order, found from BokehJS's root views.
 _PLOT_VIEWS = """
 const plotViews = (host) => {
@@ -54,8 +56,19 @@ _SOURCE = """(host, name) => {
 
 def data_point(host, plot: int, x, y) -> tuple[float, float]:
     """Page coordinates of data point (x, y) of plot number ``plot`` inside ``host``; a coordinate may
-    be a number, a categorical factor, or ``[factor, offset]`` for a dodged glyph."""
-    return tuple(host.evaluate(_DATA_POINT, [plot, x, y]))
+    be a number, a categorical factor, or ``[factor, offset]`` for a dodged glyph. Read once they are
+    the same two frames in a row: a range that follows new data, or a page still laying out, would
+    send a click made from the first reading somewhere else."""
+    last: list[tuple[float, float] | None] = [None]
+
+    def settled() -> tuple[float, float] | None:
+        point = tuple(host.evaluate(_DATA_POINT, [plot, x, y]))
+        same, last[0] = point == last[0], point
+        if not same:
+            next_paint(host.page)
+        return point if same else None
+
+    return wait_until(settled, f"plot {plot}'s point ({x}, {y}) in one place two frames in a row")
 
 
 def canvas_ink(host, plot: int = 0) -> dict:

@@ -725,13 +725,18 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = POLL_TIMEOU
 _NEXT_PAINT = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
+def next_paint(page: Any) -> None:
+    """Return once the page has painted the frame after this one (what was pending is drawn)."""
+    page.evaluate(_NEXT_PAINT)
+
+
 def unhover(page: Any) -> None:
     """No focus ring, hover tooltip or hover highlight over a screenshot: blur, move the mouse to a
     corner, wait until no bokeh tooltip shows and the next frame is painted."""
     page.evaluate("document.activeElement?.blur()")
     page.mouse.move(5, 5)
     wait_until(lambda: page.locator(".bk-tooltip-content:visible").count() == 0, "the hover tooltip hidden")
-    page.evaluate(_NEXT_PAINT)
+    next_paint(page)
 
 
 # ----------------------------------------------------------------------------------------------
