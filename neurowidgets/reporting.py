@@ -34,7 +34,7 @@ from .core.images import ImageAdapter
 from .core.scan import ScanResult, check_scan
 from .core.stats import LayerStats
 from .core.storage import atomic_file
-from .core.text import TextAdapter
+from .core.text import TextAdapter, scanned_adapter
 from .core.unit_stats import unit_summary
 from .figures import (
     BINS,
@@ -108,8 +108,7 @@ def report(
     chosen = _units(scan, units, shown_layers)
     examples = None
     if data is not None:
-        if text is None and tokenizer is not None:
-            text = TextAdapter(tokenizer, max_length=scan.info.get("max_length", 128))  # as the views do
+        text = scanned_adapter(scan.info, text if text is not None else tokenizer)  # as the scan tokenized
         examples = Examples(data, text=text, images=images, start_index=scan.start_index)
     text_scan = "max_length" in scan.info or (examples is not None and examples.is_text)
     tokens = text.tokenizer if text is not None else tokenizer

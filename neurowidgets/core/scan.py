@@ -364,7 +364,7 @@ def scan(
         layer_stats.compact()
     info = {"model": type(probe.model).__name__, "settings": settings}
     if isinstance(adapter, TextAdapter):  # the views tokenize the examples again as the scan did
-        info["max_length"] = adapter.max_length
+        info.update(adapter.settings())
     result = ScanResult(stats, seen, [(start_index, start_index + seen)], complete, info).to("cpu")
     if complete and seen < k:
         warnings.warn(

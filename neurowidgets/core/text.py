@@ -89,5 +89,32 @@ class TextAdapter:
         digest.update(json.dumps(settings, sort_keys=True, default=repr).encode())
         return digest.hexdigest()
 
+    def settings(self) -> dict[str, Any]:
+        """What a scan records to tokenize its examples again as it did (see :func:`scanned_adapter`):
+        ``max_length`` and the tokenizer options that can be saved (JSON values)."""
+        kept = {}
+        for key, value in self.tokenizer_kwargs.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                continue
+            kept[key] = value
+        return {"max_length": self.max_length, "tokenizer_kwargs": kept}
+
     def __repr__(self) -> str:
         return f"TextAdapter({type(self.tokenizer).__name__}, max_length={self.max_length})"
+
+
+def scanned_adapter(info: dict[str, Any], text: Any) -> TextAdapter | None:
+    """The adapter that tokenizes examples as the scan whose ``info`` this is did: ``text`` (a tokenizer
+    or a TextAdapter) with the scan's recorded ``max_length`` and tokenizer options, not the live
+    input's (a card must show exactly the tokens that were scanned). None when ``text`` is None."""
+    if text is None:
+        return None
+    if not isinstance(text, TextAdapter):
+        text = TextAdapter(text)
+    max_length = info.get("max_length", text.max_length)
+    kwargs = info.get("tokenizer_kwargs", text.tokenizer_kwargs)
+    if max_length == text.max_length and kwargs == text.tokenizer_kwargs:
+        return text
+    return TextAdapter(text.tokenizer, max_length, **kwargs)

@@ -61,7 +61,7 @@ class CoActivation(Companion):
     @property
     def sample_indices(self) -> np.ndarray | None:
         """The global indices of the sampled examples of the explorer's data (None without data)."""
-        examples = getattr(self.view, "examples", None)
+        examples = self.view.examples
         if examples is None:
             return None
         if self._sample[0] is not examples:
@@ -218,7 +218,7 @@ class CoActivation(Companion):
         if indices is None:
             rows = [view.example]
         else:
-            rows = np.flatnonzero(indices == getattr(view, "current_index", -1)).tolist()
+            rows = np.flatnonzero(indices == view.current_index).tolist()
         self.select(SCATTER, rows)
 
     def _input_changed(self) -> None:
@@ -263,7 +263,7 @@ class CoActivation(Companion):
                 raise ValueError(f"example {int(example)} is not a point of the scatter")
             if self.sample_indices is None:
                 self.view.example = int(example)
-            elif getattr(self.view, "current_index", None) != int(example):
+            elif self.view.current_index != int(example):
                 self.view.show_example(int(example))
 
 

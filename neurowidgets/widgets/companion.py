@@ -77,7 +77,7 @@ class Companion(BokehHost):
             traitlets.link((view, "layer"), (self, "layer")),
             traitlets.link((view, "selected_units"), (self, "selected_units")),
         )
-        view.observe(self._view_input_changed, names=self._watched(view))
+        view.observe(self._view_input_changed, names=self.WATCHED)
         self._input_changed()
 
     def unfollow(self) -> None:
@@ -85,14 +85,12 @@ class Companion(BokehHost):
             link.unlink()
         self._links = ()
         if self.view is not None:
-            self.view.unobserve(self._view_input_changed, names=self._watched(self.view))
+            self.view.unobserve(self._view_input_changed, names=self.WATCHED)
             self.view = None
 
-    @staticmethod
-    def _watched(view: LayerView) -> list[str]:
-        """What makes the followed view show another input: its values, the example of its batch,
-        the selected position, and the example of the data it shows (explorers with data)."""
-        return [name for name in ("values", "example", "position", "current_index") if view.has_trait(name)]
+    # What makes the followed view show another input: its values, the example of its batch, the
+    # selected position, and the example of the data it shows.
+    WATCHED = ("values", "example", "position", "current_index")
 
     @traitlets.validate("selected_units")
     def _unique_units(self, proposal: dict) -> list[int]:

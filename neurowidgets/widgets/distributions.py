@@ -162,7 +162,7 @@ class Distributions(Companion):
             if unit not in self._shown_units():
                 raise ValueError(f"unit {unit} is not shown here; shown: {self._shown_units()}")
             self.selected_units = [unit, *(u for u in self.selected_units if u != unit)]
-        elif tops and self.view is not None and getattr(self.view, "examples", None) is not None:
+        elif tops and self.view is not None and self.view.examples is not None:
             example = self._tapped(tops[0], "example")
             if example not in self.sources[TOP].data["example"]:
                 raise ValueError(f"example {example} is not a top example shown here")

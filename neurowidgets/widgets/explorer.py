@@ -1,9 +1,10 @@
-"""explore(): one widget composing the views that fit the input, linked through one shared state.
+"""explore(): one widget composing the panels that fit the input, linked through one shared state.
 
-The explorer is a single widget whose model carries the state of every view it shows (a class that
-inherits from each view), so the selection of units, the position and the current input are the same
-traits for all of them: linked in the browser with no message in between, and one forward pass per
-input in the kernel. Its ``panels`` say which of those views the page mounts (js/explorer.ts).
+An explorer is a view of the input's kind (:class:`LayerView` for tensors, :class:`TextView`,
+:class:`ImageView`) composed with the panels that fit it (``LayerView.composed``): the selection of
+units, the position and the current input are the same traits for all of them, linked in the browser
+with no message in between, and one forward pass per input in the kernel. Its ``panels`` say which of
+them the page mounts, in order (js/explorer.ts).
 """
 
 from __future__ import annotations
@@ -12,91 +13,43 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import traitlets
 from torch import nn
 
-from ..core import Capture, Probe
+from ..core import Probe
 from ..core.images import ImageAdapter
 from ..core.layers import default_layer
 from ..core.scan import ScanResult
 from ..core.scan import scan as run_scan
 from ..core.text import TextAdapter
-from .activation_trace import ActivationTrace
+from .activation_trace import TracePanel
 from .base import as_probe, bundle
-from .image_overlay import ImageOverlay
-from .neuron_grid import NeuronGrid
-from .token_heatmap import TokenHeatmap
+from .image_overlay import OverlayPanel
+from .image_view import ImageView
+from .layer_view import LayerView
+from .neuron_grid import GridPanel
+from .text_view import TextView
+from .token_heatmap import HeatmapPanel
 from .token_units import TokenUnitsPanel
-from .top_examples import FeatureCard
-
-# Panels any explorer may show besides its own (``explore(panels=[..., name])``): they read only the
-# shared state, so they need no Python of their own (js/explorer.ts mounts them from its registry).
-SHARED_PANELS = ("strongest_units",)
+from .top_examples import CardPanel
 
 
-class Explorer(traitlets.HasTraits):
-    """What every explorer adds to the views it composes: ``panels``, the panels shown, in order (of
-    the class's ``PANELS`` and ``SHARED_PANELS``; the page mounts each from its registry,
-    js/explorer.ts); ``collapsed``, the folded ones; and a scan attached for the card also gives the
-    grid its per-unit statistics to colour by (see :meth:`NeuronGrid.attach_stats`)."""
-
-    PANELS: tuple[str, ...] = ()
-    panels = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    collapsed = traitlets.List(traitlets.Unicode()).tag(sync=True)
-
-    @traitlets.default("panels")
-    def _all_panels(self) -> list[str]:
-        return list(self.PANELS)
-
-    @traitlets.validate("panels", "collapsed")
-    def _valid_panels(self, proposal: dict) -> list[str]:
-        names = (*self.PANELS, *SHARED_PANELS) if proposal["trait"].name == "panels" else self.panels
-        bad = [name for name in proposal["value"] if name not in names]
-        if bad:
-            raise traitlets.TraitError(f"no panel named {bad[0]!r}; this explorer's panels: {', '.join(names)}")
-        return list(dict.fromkeys(proposal["value"]))
-
-    def attach_scan(self, scan: ScanResult, data: Any, **kwargs: Any) -> None:
-        super().attach_scan(scan, data, **kwargs)
-        self.attach_stats(scan)
-
-
-class ImageExplorer(Explorer, ImageOverlay, FeatureCard, ActivationTrace, NeuronGrid):
+class ImageExplorer(ImageView.composed(GridPanel, OverlayPanel, TracePanel, CardPanel)):
     """Grid, image overlay with drag-to-probe, traces and the feature card, on one image batch."""
 
     _esm = bundle("explorer")
-    PANELS = ("grid", "overlay", "trace", "card")
-
-    def _example_input(self, index: int) -> Any:
-        return self.examples.get(index).unsqueeze(0)
 
 
-class TextExplorer(Explorer, TokenUnitsPanel, TokenHeatmap, FeatureCard, ActivationTrace, NeuronGrid):
+class TextExplorer(TextView.composed(GridPanel, HeatmapPanel, TokenUnitsPanel, TracePanel, CardPanel)):
     """Grid, editable token heatmap, the top units at the clicked token, traces over tokens and the
     feature card, on a few texts."""
 
     _esm = bundle("explorer")
-    PANELS = ("grid", "heatmap", "token_units", "trace", "card")
-
-    def _example_input(self, index: int) -> Any:
-        return [self.examples.get(index)]
-
-    def set_texts(self, texts: str | Sequence[str]) -> None:
-        super().set_texts(texts)
-        self.current_index = -1
-
-    def _show(self, capture: Capture, layer: str) -> None:
-        with self.hold_sync():
-            super()._show(capture, layer)
-            # Traces label their x axis with the tokens; a shorter text's padded positions get "".
-            self.set_trait("position_labels", [row + [""] * (self.num_positions - len(row)) for row in self.tokens])
 
 
-class TensorExplorer(Explorer, FeatureCard, ActivationTrace, NeuronGrid):
+class TensorExplorer(LayerView.composed(GridPanel, TracePanel, CardPanel)):
     """Grid, traces and the feature card for inputs that are neither images nor text."""
 
     _esm = bundle("explorer")
-    PANELS = ("grid", "trace", "card")
 
 
 def explore(
@@ -158,12 +111,8 @@ def explore(
     else:
         view = TensorExplorer(probe, layer, inputs, **kwargs)
     view.set_layer_groups(layer_map.groups)
-    if scan is not None and data is not None:
+    if scan is not None:  # without data, no examples to show, but the grid can use the statistics
         view.attach_scan(scan, data, text=text, images=images)
-    else:
-        if scan is not None:
-            view.attach_stats(scan)  # no data to show examples from, but the grid can use the statistics
-        view._update_card()
     if not view.selected_units and view.num_units:
         view.selected_units = [int(view.values[view.example].max(axis=0).argmax())]
     return view

@@ -2,44 +2,135 @@
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import traitlets
-from torch import nn
 
-from ..core import Capture, ModelCallError, Probe
+from ..core import Probe
 from ..core.attribution import METHODS, attribute, occlusion_sweep
-from ..core.images import ImageAdapter, clip_rect, occlude
-from ..core.inputs import first_tensor
-from ..core.threads import measured_threads, torch_threads
 from . import background
 from .base import bundle, handles
-from .layer_view import LayerView
-from .wire import ARRAY, array_from_json, encode, to_numpy
+from .image_view import ImageView
+from .panel import Panel
+from .wire import FLOAT32_ARRAY
 
 
-def _float32_to_json(value: Any, widget: Any) -> dict[str, Any] | None:
-    return None if value is None else encode(value, "float32")
-
-
-# Attributions are often far below float16's smallest normal value (gradients of 1e-6): float32 on the wire.
-ARRAY32 = {"to_json": _float32_to_json, "from_json": array_from_json}
-
-TOP_K = 5
-
-
-class ImageOverlay(LayerView):
-    """The current image, scaled up crisply, with the first selected unit's activation map over it.
+class OverlayPanel(Panel):
+    """The current image of an :class:`ImageView`, scaled up crisply, with the first selected unit's
+    activation map over it; dragging on it occludes a patch (the view's ``patch``).
 
     The map is the unit's value at each of the layer's H×W positions, drawn on a diverging scale
     centred at zero and upsampled (nearest: every image pixel takes the colour of the layer cell it
-    maps to) to the image's pixels. Dragging on the image occludes a rectangular patch of the
-    current example: the kernel re-runs the model once on the occluded image, updates ``values`` for
-    that example and ``prediction``; ``baseline`` keeps the unedited activations to compare with.
+    maps to) to the image's pixels.
+
+    - ``opacity`` of the map (0…1) and ``show``: ``"activation"``, ``"change"`` (occluded − original) or
+      ``"attribution"``: how much each pixel of the current (occluded) image drives the first selected
+      unit at ``position`` (all positions when -1), or with ``attribution_target="prediction"`` the logit
+      of the class predicted without the patch, by ``attribution_method`` (see :func:`neurowidgets.attribute`);
+    - ``attribution``: that (H, W) map, summed over the channels, float32 (None outside that mode or with
+      no unit); ``attribution_info``: ``method``, ``target``, ``layer``, ``unit`` (the class for a
+      prediction), ``position``, ``example``, ``seconds`` (kernel time), ``nan`` (pixels whose gradient
+      is NaN), and while an occlusion sweep runs in the background ``done``/``total`` patches
+      (``cancel_sweep`` stops it).
+    """
+
+    name = "overlay"
+    action = "computing the attribution"
+    state: ClassVar[dict[str, traitlets.TraitType]] = {
+        "opacity": traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True),
+        "show": traitlets.Enum(["activation", "change", "attribution"], "activation").tag(sync=True),
+        "attribution_method": traitlets.Enum(list(METHODS), "integrated_gradients").tag(sync=True),
+        "attribution_target": traitlets.Enum(["unit", "prediction"], "unit").tag(sync=True),
+        "attribution": traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **FLOAT32_ARRAY),
+        "attribution_info": traitlets.Dict(read_only=True).tag(sync=True),
+    }
+    # The image view also updates its panels when the example or the patch changes.
+    reads = ("show", "selected_units", "position", "attribution_method", "attribution_target")
+
+    def update(self) -> None:
+        """Recompute the attribution map for what is shown now (unit, position, example, patch, method).
+        Occlusion runs as a sweep in the background (progress, cancel, the latest request wins); the
+        gradient methods here, in one or a few passes."""
+        view = self.view
+        background.cancel(view, "attribution")
+        target = self._attribution_of() if view.show == "attribution" else None
+        if target is None:
+            with view.hold_sync():
+                view.set_trait("attribution", None)
+                view.set_trait("attribution_info", {})
+            return
+        layer, unit, position = target
+        method, image = view.attribution_method, view.occluded_image()
+        info = {"method": method, "target": view.attribution_target, "layer": layer, "unit": unit,
+                "position": view.position, "example": view.example}  # fmt: skip
+        with view.reporting_errors(f"computing the {method} attribution of {view.attribution_target} {unit}"):
+            if method == "occlusion":
+                self._sweep(image, target, info)
+                return
+            start = time.perf_counter()
+            values = attribute(view.probe, image, layer, unit, method, position=position)
+            self._publish_attribution(values, info, time.perf_counter() - start)
+
+    def _attribution_of(self) -> tuple[str | None, int, int | None] | None:
+        """(layer, unit, position) the map explains: the first selected unit at the selected position
+        (all positions when none), or the class the model predicts for the current example without the
+        patch (layer None: the output); None when there is nothing to explain."""
+        view = self.view
+        if view.attribution_target == "prediction":
+            probs = view.original_probabilities()
+            return None if probs is None else (None, int(np.argmax(probs[view.example])), None)
+        if not view.selected_units:
+            return None
+        return view.layer, view.selected_units[0], view.position if view.position >= 0 else None
+
+    def _occlusion_options(self) -> dict[str, int]:
+        """A patch of about an eighth of the image (2 pixels at least), half a patch apart."""
+        height, width = self.view.images.shape[-2:]
+        size = max(2, min(int(height), int(width)) // 8)
+        return {"size": size, "stride": max(1, size // 2), "batch_size": 64}
+
+    def _sweep(self, image: torch.Tensor, target: tuple[str | None, int, int | None], info: dict[str, Any]) -> None:
+        (layer, unit, position), options, view = target, self._occlusion_options(), self.view
+        swept = {"done": 0, "total": None}
+        view.set_trait("attribution_info", {**info, **swept})
+
+        def work(probe: Probe):
+            return (yield from occlusion_sweep(probe, image, layer, unit, position, **options))
+
+        def progress(step: tuple[int, int], seconds: float) -> None:
+            swept.update(done=step[0], total=step[1])
+            view.set_trait("attribution_info", {**info, **swept, "seconds": seconds})
+
+        background.submit(
+            view, "attribution", view.probe, work,
+            lambda values, seconds: self._publish_attribution(values, {**info, **swept}, seconds),
+            progress, action=f"sweeping an occluding patch over the image for {info['target']} {unit}",
+        )  # fmt: skip
+
+    def _publish_attribution(self, values: torch.Tensor, info: dict[str, Any], seconds: float) -> None:
+        pixels = values[0].sum(0).float().cpu().numpy()  # (C, H, W) → (H, W)
+        view = self.view
+        with view.hold_sync():
+            view.set_trait("attribution", pixels)
+            view.set_trait(
+                "attribution_info", {**info, "seconds": round(seconds, 6), "nan": int(np.isnan(pixels).sum())}
+            )
+
+    @handles("cancel_sweep")
+    def _cancel_sweep(self) -> None:
+        """Stop the occlusion sweep; the map stays empty until something changes."""
+        view = self.view
+        background.cancel(view, "attribution")
+        if view.attribution_info.get("total") is not None or "done" in view.attribution_info:
+            view.set_trait("attribution_info", {**view.attribution_info, "cancelled": True})
+
+
+class ImageOverlay(ImageView.composed(OverlayPanel)):
+    """The current image with the first selected unit's activation map over it, and drag-to-occlude
+    what-if probing (:class:`OverlayPanel` on an :class:`ImageView`), as a widget of its own.
 
     Parameters
     ----------
@@ -48,366 +139,6 @@ class ImageOverlay(LayerView):
     images: an (N, C, H, W) tensor the model takes; the view shows ``example`` (default 0).
     adapter: how the tensors map to display pixels (default ``ImageAdapter()``: values in [0, 1]).
     class_names: labels of the model's output classes, for the prediction readout (default: indices).
-
-    Synced state (besides :class:`LayerView`'s):
-    - ``pixels``: (N, H, W, 4) uint8 RGBA of the unedited images;
-    - ``opacity`` of the map (0…1) and ``show``: ``"activation"``, ``"change"`` (occluded − original) or
-      ``"attribution"``: how much each pixel of the current (occluded) image drives the first selected
-      unit at ``position`` (all positions when -1), or with ``attribution_target="prediction"`` the logit
-      of the class predicted without the patch, by ``attribution_method`` (see :func:`neurowidgets.attribute`);
-    - ``attribution``: that (H, W) map, summed over the channels, float32 (None outside that mode or with
-      no unit); ``attribution_info``: ``method``, ``target``, ``layer``, ``unit`` (the class for a
-      prediction), ``position``, ``example``,
-      ``seconds`` (kernel time), ``nan`` (pixels whose gradient is NaN), and while an occlusion sweep
-      runs in the background ``done``/``total`` patches (``cancel_sweep`` stops it);
-    - ``patch``: ``[top, left, bottom, right]`` in image pixels (clipped to the image), or ``[]``;
-    - ``fill``: the value the patch is set to, in the model's input space (a number, or one per
-      channel); ``fill_colour`` is how it looks (RGBA);
-    - ``baseline``: (positions, units) activations of the current example without the patch;
-    - ``prediction``: softmax of the model's output for the current example, with and without the
-      patch: ``label``, ``index``, ``probability``, ``original_label``, ``original_index``,
-      ``original_probability``, ``original_now`` (the original class's probability with the patch),
-      ``patched`` and ``top`` (the top classes with the patch, each with ``index``, ``label``,
-      ``probability``, ``original_probability``). Empty when the output is not (batch, classes).
     """
 
     _esm = bundle("image_overlay")
-
-    pixels = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY)
-    opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
-    show = traitlets.Enum(["activation", "change", "attribution"], "activation").tag(sync=True)
-    attribution_method = traitlets.Enum(list(METHODS), "integrated_gradients").tag(sync=True)
-    attribution_target = traitlets.Enum(["unit", "prediction"], "unit").tag(sync=True)
-    attribution = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
-    attribution_info = traitlets.Dict(read_only=True).tag(sync=True)
-    patch = traitlets.List().tag(sync=True)
-    fill = traitlets.Union([traitlets.Float(), traitlets.List(traitlets.Float())], default_value=0.0).tag(sync=True)
-    fill_colour = traitlets.List(traitlets.Int(), read_only=True).tag(sync=True)
-    baseline = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY)
-    prediction = traitlets.Dict(read_only=True).tag(sync=True)
-    # Torch intra-op threads for the one-image forward pass of each move of the patch (kernel side,
-    # not synced). On one small image threads rarely help, and while the browser repaints on the
-    # same cores each parallel region can wait a scheduler time slice: on the digits CNN on 2 busy
-    # cores, 0.9 ms with one thread against 29 ms with two. None: time both on the first move and
-    # keep one thread unless it is clearly slower.
-    move_threads = traitlets.Int(None, allow_none=True, min=1)
-
-    def __init__(
-        self,
-        model: nn.Module | Probe,
-        layer: str,
-        images: torch.Tensor,
-        adapter: ImageAdapter | None = None,
-        class_names: list[str] | None = None,
-        **kwargs: Any,
-    ):
-        self.adapter = adapter if adapter is not None else ImageAdapter()
-        if not isinstance(self.adapter, ImageAdapter):
-            raise TypeError(f"adapter must be a neurowidgets ImageAdapter, got {type(self.adapter).__name__}")
-        self.class_names = None if class_names is None else [str(name) for name in class_names]
-        self._original: np.ndarray | None = None  # (N, positions, units) without the patch
-        self._original_probs: np.ndarray | None = None  # (N, classes), or None
-        self._pixels_of: Any = None  # the images `pixels` was made from
-        self._quiet = False  # observers of patch, fill and example do nothing (inside _show, or reverting)
-        self._generation = 0  # counts captures shown, so the baseline is sent once per capture and example
-        self._baseline_of: tuple[int, int] | None = None
-        self._chosen_threads: int | None = None  # move_threads=None: what the first move measured
-        super().__init__(model, layer, images, **kwargs)
-
-    # -- public --------------------------------------------------------------------------------
-
-    @property
-    def images(self) -> torch.Tensor:
-        return self._inputs
-
-    def occluded_image(self) -> torch.Tensor:
-        """The current example as the model sees it now: (1, C, H, W), with the patch applied."""
-        image = self._inputs[self.example : self.example + 1]
-        return occlude(image, self.patch, self.fill) if self.patch else image
-
-    def clear_patch(self) -> None:
-        self.patch = []
-
-    def set_input(self, inputs: torch.Tensor) -> None:
-        """Show other images. On error nothing changes."""
-        try:
-            super().set_input(inputs)
-        except ModelCallError as error:
-            shape = tuple(self._inputs.shape[1:])
-            new = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else "?"
-            raise ModelCallError(
-                f"{error}. This overlay's images, which the model takes, are (channels, height, width) "
-                f"= {shape}; the new images are {new}"
-            ) from error
-
-    def _scaled_values(self) -> list[np.ndarray]:
-        # The colour scale also spans the example without the patch, so colours stay put while it moves.
-        return [*super()._scaled_values(), *([] if self.baseline is None else [self.baseline])]
-
-    # -- the forward passes --------------------------------------------------------------------
-
-    def _check_inputs(self, inputs: Any) -> None:
-        self.adapter.check(inputs)
-        super()._check_inputs(inputs)
-
-    uses_output = True  # the prediction
-
-    def _run(self, layer: str, inputs: Any) -> Capture:
-        capture = super()._run(layer, inputs)
-        probs = _probabilities(capture.output)
-        if self.class_names is not None and probs is not None and len(self.class_names) != probs.shape[1]:
-            raise ValueError(
-                f"class_names has {len(self.class_names)} names but the model's output has {probs.shape[1]} classes"
-            )
-        return capture
-
-    def _show(self, capture: Capture, layer: str) -> None:
-        self._quiet = True
-        try:
-            with self.hold_sync():
-                super()._show(capture, layer)
-                self._original = self.values
-                self._generation += 1
-                self._original_probs = _probabilities(capture.output)
-                if self._pixels_of is not self._inputs:
-                    self.set_trait("pixels", self.adapter.to_pixels(self._inputs))
-                    self._pixels_of = self._inputs
-                    self._update_fill_colour()
-                    if self.patch:  # another image size: keep what is left of the patch
-                        self.patch = self._clip(self.patch)
-                self._publish()
-        finally:
-            self._quiet = False
-
-    def _publish(self) -> None:
-        """Values, baseline and prediction of the current example, with the patch if there is one."""
-        if self._original is None:
-            return
-        example = self.example
-        values = self._original
-        before = None if self._original_probs is None else self._original_probs[example]
-        after = before
-        if self.patch:
-            capture = self._run_moved(self.occluded_image())
-            values = self._original.copy()
-            values[example] = to_numpy(capture[self.layer].values.float())[0]
-            probs = _probabilities(capture.output)
-            after = None if probs is None else probs[0]
-        with self.hold_sync():
-            if values is not self.values:
-                self.set_trait("values", values)
-            if self._baseline_of != (self._generation, example):
-                self.set_trait("baseline", self._original[example])
-                self._baseline_of = (self._generation, example)
-            self.set_trait("prediction", self._prediction(before, after))
-            self._update_attribution()
-
-    # -- attribution ---------------------------------------------------------------------------
-
-    def _update_attribution(self) -> None:
-        """Recompute the attribution map for what is shown now (unit, position, example, patch, method).
-        Occlusion runs as a sweep in the background (progress, cancel, the latest request wins); the
-        gradient methods here, in one or a few passes."""
-        background.cancel(self, "attribution")
-        target = self._attribution_of() if self.show == "attribution" and self._original is not None else None
-        if target is None:
-            with self.hold_sync():
-                self.set_trait("attribution", None)
-                self.set_trait("attribution_info", {})
-            return
-        layer, unit, position = target
-        method, image = self.attribution_method, self.occluded_image()
-        info = {"method": method, "target": self.attribution_target, "layer": layer, "unit": unit,
-                "position": self.position, "example": self.example}  # fmt: skip
-        with self.reporting_errors(f"computing the {method} attribution of {self.attribution_target} {unit}"):
-            if method == "occlusion":
-                self._sweep(image, target, info)
-                return
-            start = time.perf_counter()
-            values = attribute(self.probe, image, layer, unit, method, position=position)
-            self._publish_attribution(values, info, time.perf_counter() - start)
-
-    def _attribution_of(self) -> tuple[str | None, int, int | None] | None:
-        """(layer, unit, position) the map explains: the first selected unit at the selected position
-        (all positions when none), or the class the model predicts for the current example without the
-        patch (layer None: the output); None when there is nothing to explain."""
-        if self.attribution_target == "prediction":
-            if self._original_probs is None:
-                return None
-            return None, int(np.argmax(self._original_probs[self.example])), None
-        if not self.selected_units:
-            return None
-        return self.layer, self.selected_units[0], self.position if self.position >= 0 else None
-
-    def _occlusion_options(self) -> dict[str, int]:
-        """A patch of about an eighth of the image (2 pixels at least), half a patch apart."""
-        height, width = self._inputs.shape[-2:]
-        size = max(2, min(int(height), int(width)) // 8)
-        return {"size": size, "stride": max(1, size // 2), "batch_size": 64}
-
-    def _sweep(self, image: torch.Tensor, target: tuple[str | None, int, int | None], info: dict[str, Any]) -> None:
-        (layer, unit, position), options = target, self._occlusion_options()
-        swept = {"done": 0, "total": None}
-        self.set_trait("attribution_info", {**info, **swept})
-
-        def work(probe: Probe):
-            return (yield from occlusion_sweep(probe, image, layer, unit, position, **options))
-
-        def progress(step: tuple[int, int], seconds: float) -> None:
-            swept.update(done=step[0], total=step[1])
-            self.set_trait("attribution_info", {**info, **swept, "seconds": seconds})
-
-        background.submit(
-            self, "attribution", self.probe, work,
-            lambda values, seconds: self._publish_attribution(values, {**info, **swept}, seconds),
-            progress, action=f"sweeping an occluding patch over the image for {info['target']} {unit}",
-        )  # fmt: skip
-
-    def _publish_attribution(self, values: torch.Tensor, info: dict[str, Any], seconds: float) -> None:
-        pixels = values[0].sum(0).float().cpu().numpy()  # (C, H, W) → (H, W)
-        with self.hold_sync():
-            self.set_trait("attribution", pixels)
-            self.set_trait(
-                "attribution_info", {**info, "seconds": round(seconds, 6), "nan": int(np.isnan(pixels).sum())}
-            )
-
-    @traitlets.observe("show", "selected_units", "position", "attribution_method", "attribution_target")
-    def _attribution_target_changed(self, change: dict) -> None:
-        if self._original is None or self._quiet:
-            return
-        if change["name"] == "show" or self.show == "attribution":
-            self._update_attribution()
-
-    @handles("cancel_sweep")
-    def _cancel_sweep(self) -> None:
-        """Stop the occlusion sweep; the map stays empty until something changes."""
-        background.cancel(self, "attribution")
-        if self.attribution_info.get("total") is not None or "done" in self.attribution_info:
-            self.set_trait("attribution_info", {**self.attribution_info, "cancelled": True})
-
-    def _run_moved(self, image: torch.Tensor) -> Capture:
-        """The forward pass of one move of the patch, with the intra-op threads that suit it."""
-        threads = self.move_threads or self._chosen_threads
-        if threads is None:
-            captured = []
-            run = lambda: captured.append(self.probe.run(image, [self.layer]))  # noqa: E731
-            self._chosen_threads = measured_threads(run, run, self.probe.device)
-            return captured[-1]
-        with torch_threads(threads):
-            return self.probe.run(image, [self.layer])
-
-    def _prediction(self, before: np.ndarray | None, after: np.ndarray | None) -> dict[str, Any]:
-        if before is None or after is None:
-            return {}
-
-        def name(index: int) -> str:
-            return self.class_names[index] if self.class_names else str(index)
-
-        original, now = int(np.argmax(before)), int(np.argmax(after))
-        top = np.argsort(-after, kind="stable")[: min(TOP_K, len(after))]
-        return {
-            "label": name(now),
-            "index": now,
-            "probability": _number(after[now]),
-            "original_label": name(original),
-            "original_index": original,
-            "original_probability": _number(before[original]),
-            "original_now": _number(after[original]),
-            "patched": bool(self.patch),
-            "top": [
-                {
-                    "index": int(i),
-                    "label": name(int(i)),
-                    "probability": _number(after[i]),
-                    "original_probability": _number(before[i]),
-                }
-                for i in top
-            ],
-        }
-
-    # -- the patch -----------------------------------------------------------------------------
-
-    def _clip(self, rect: Any) -> list[int]:
-        height, width = self._inputs.shape[-2:]
-        clipped = clip_rect(rect, int(height), int(width))
-        return [] if clipped is None else list(clipped)
-
-    def _update_fill_colour(self) -> None:
-        channels = int(self._inputs.shape[1])
-        fill = torch.as_tensor(self.fill, dtype=torch.float32).reshape(1, -1, 1, 1)
-        pixel = self.adapter.to_pixels(fill.expand(1, channels, 1, 1))
-        self.set_trait("fill_colour", [int(v) for v in pixel[0, 0, 0]])
-
-    @traitlets.validate("patch")
-    def _valid_patch(self, proposal: dict) -> list[int]:
-        rect = list(proposal["value"])
-        if not rect:
-            return []
-        if len(rect) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in rect):
-            raise traitlets.TraitError(f"a patch is [top, left, bottom, right] in image pixels, or []; got {rect}")
-        return self._clip(rect)
-
-    @traitlets.observe("patch")
-    def _patch_changed(self, change: dict) -> None:
-        if self._original is None or self._quiet:
-            return
-        try:
-            self._publish()  # computes before it sets anything: on error the old state still holds
-        except Exception:
-            self._quiet = True
-            try:
-                self.set_trait("patch", change["old"])
-            finally:
-                self._quiet = False
-            raise
-
-    @traitlets.validate("fill")
-    def _valid_fill(self, proposal: dict) -> float | list[float]:
-        fill = proposal["value"]
-        channels = int(self._inputs.shape[1])
-        if isinstance(fill, list) and len(fill) not in (1, channels):
-            raise traitlets.TraitError(f"fill is one value or one per channel ({channels}); got {fill}")
-        return fill
-
-    @traitlets.observe("fill")
-    def _fill_changed(self, change: dict) -> None:
-        if self._original is None or self._quiet:
-            return
-        with self.hold_sync():
-            self._update_fill_colour()
-            if self.patch:
-                self._publish()
-
-    @traitlets.observe("example")
-    def _example_changed(self, change: dict) -> None:
-        if self._original is None or self._quiet:
-            return
-        with self.reporting_errors(f"showing example {change['new']}"):
-            self._publish()
-
-    # -- requests from the front-end -----------------------------------------------------------
-
-    @handles("occlude")
-    def _occlude(self, rect: list[float]) -> dict[str, Any]:
-        """Occlude ``rect`` (image pixels, may reach outside the image) of the current example."""
-        with self.hold_sync():  # one message: the patch with its values and prediction
-            self.patch = list(rect)
-        return {"patch": self.patch}
-
-    @handles("clear")
-    def _clear(self) -> None:
-        with self.hold_sync():
-            self.patch = []
-
-
-def _probabilities(output: Any) -> np.ndarray | None:
-    """Softmax over classes of a (batch, classes) output; None for any other output."""
-    logits = first_tensor(output)
-    if logits is None or logits.ndim != 2 or not logits.is_floating_point():
-        return None
-    return torch.softmax(logits.detach().float(), dim=1).cpu().numpy()
-
-
-def _number(value: Any) -> float | None:
-    value = float(value)
-    return round(value, 6) if math.isfinite(value) else None

@@ -115,7 +115,7 @@ class Interventions(Companion):
         self.comparison: Comparison | None = None
         self._effect: dict[str, Any] = {}
         if self._labels is not None:
-            examples = getattr(view, "examples", None)
+            examples = view.examples
             if examples is None:
                 raise ValueError("labels need the explorer's data: nw.explore(model, inputs, data=...)")
             if len(self._labels) != len(examples):
@@ -197,7 +197,7 @@ class Interventions(Companion):
         output = self.probe.run(inputs, []).output
         kind = self._output or output_kind(logits_of(output), self._vocab_size())
         before = self._readout(output, kind, inputs)
-        names = self._class_names or getattr(self.view, "class_names", None)
+        names = self._class_names or self.view.class_names
         if kind == "classes" and names and len(names) != before.shape[1]:
             raise ValueError(f"{len(names)} class names for the model's {before.shape[1]} classes")
         return kind, before
@@ -207,7 +207,7 @@ class Interventions(Companion):
         return None if tokenizer is None else int(tokenizer.vocab_size)
 
     def _tokenizer(self) -> Any:
-        return getattr(getattr(self.view, "adapter", None), "tokenizer", None)
+        return self.view.tokenizer
 
     def _mask_token_id(self) -> int | None:
         return getattr(self._tokenizer(), "mask_token_id", None)
@@ -219,7 +219,7 @@ class Interventions(Companion):
         if kind == "tokens":
             return self._tokenizer().convert_ids_to_tokens(index)
         if kind == "classes":
-            names = self._class_names or getattr(self.view, "class_names", None)
+            names = self._class_names or self.view.class_names
             return str(names[index]) if names else str(index)
         return f"[{index}]"
 
@@ -268,7 +268,7 @@ class Interventions(Companion):
     @handles("sample")
     def _on_sample(self, size: int) -> None:
         """A bigger (or smaller) sample: the current edit's effect over ``size`` examples of the data."""
-        examples = getattr(self.view, "examples", None)
+        examples = self.view.examples
         if examples is None:
             raise ValueError("there is no sample without the explorer's data: nw.explore(..., data=...)")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -294,7 +294,7 @@ class Interventions(Companion):
         sample readouts are remembered per input, layer and edit: another example or position of the
         explorer, or the same edit again, runs no model."""
         view = self.view
-        inputs, examples, example = view.inputs, getattr(view, "examples", None), view.example
+        inputs, examples, example = view.inputs, view.examples, view.example
         with background.foreground():
             kind, before = self._memo("before", (_Same(inputs),), lambda: self._before_readouts(inputs))
             edit = self._edit_for(mode, strength, vector)

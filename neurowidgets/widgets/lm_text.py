@@ -24,6 +24,7 @@ from ..core.lm import block_parts
 from ..core.reading import TextReading, read_text
 from ..core.text import TextAdapter
 from .base import NeuroWidget, as_probe, handles
+from .text_view import TextView
 
 # The last two readings, by (model, token ids, edits): the attention view and the logit lens of one text
 # share one forward pass. A reading of a 512-token text on GPT-2's shape holds about 250 MB (the attention
@@ -129,12 +130,12 @@ class LMTextView(NeuroWidget):
     def link(self, explorer: Any) -> LMTextView:
         """Follow ``explorer`` (a TextExplorer or TokenHeatmap): its texts, current example, position and
         layer; a position or layer picked here is written back to it. Returns self."""
+        if not isinstance(explorer, TextView):
+            raise TypeError(f"link follows a text explorer or a TokenHeatmap, got {type(explorer).__name__}")
         if self._explorer is not None:
             self._explorer.unobserve(self._follow, names=["texts", "example", "position", "layer"])
         self._explorer = explorer
-        adapter = getattr(explorer, "adapter", None)
-        if isinstance(adapter, TextAdapter):
-            self.adapter = adapter  # the same tokens, so positions agree
+        self.adapter = explorer.adapter  # the same tokens, so positions agree
         explorer.observe(self._follow, names=["texts", "example", "position", "layer"])
         self._read(list(explorer.texts), explorer.example)
         self._follow_layer(explorer.layer)

@@ -12,12 +12,8 @@ from ..core.reading import LensTable, TextReading, attribution, default_target, 
 from . import background
 from .base import bundle, handles
 from .lm_text import LMTextView
-from .wire import encode
+from .wire import FLOAT32_ARRAY, encode
 
-ARRAY32 = {
-    "to_json": lambda value, widget: None if value is None else encode(value, "float32"),
-    "from_json": lambda value, widget: value,
-}
 INTS = {
     "to_json": lambda value, widget: None if value is None else encode(value, "int32"),
     "from_json": lambda value, widget: value,
@@ -56,12 +52,12 @@ class LogitLens(LMTextView):
     unavailable = traitlets.Unicode("", read_only=True).tag(sync=True)
     attribution_note = traitlets.Unicode("", read_only=True).tag(sync=True)
     lens_tokens = traitlets.List(traitlets.List(traitlets.Unicode()), read_only=True).tag(sync=True)
-    lens_probs = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
+    lens_probs = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **FLOAT32_ARRAY)
     lens_ids = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **INTS)
     lens_progress = traitlets.Float(1.0, read_only=True).tag(sync=True)
     shown_position = traitlets.Int(-1, read_only=True).tag(sync=True)
     top_tokens = traitlets.List(traitlets.List(traitlets.Unicode()), read_only=True).tag(sync=True)
-    top_probs = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
+    top_probs = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **FLOAT32_ARRAY)
     top_ids = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **INTS)
     target_text = traitlets.Unicode("", read_only=True).tag(sync=True)
     target = traitlets.Int(-1, read_only=True).tag(sync=True)
@@ -69,8 +65,8 @@ class LogitLens(LMTextView):
     target_note = traitlets.Unicode("", read_only=True).tag(sync=True)
     dla_labels = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     dla_layers = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
-    dla = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
-    dla_heads = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **ARRAY32)
+    dla = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **FLOAT32_ARRAY)
+    dla_heads = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **FLOAT32_ARRAY)
     dla_info = traitlets.Dict(read_only=True).tag(sync=True)
 
     def __init__(self, model: Any, texts: Any, tokenizer: Any, max_length: int | None = None, **kwargs: Any):

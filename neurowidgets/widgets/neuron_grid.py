@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import traitlets
 from torch import nn
 
-from ..core import Capture, Probe
-from ..core.scan import ScanResult, check_scan
+from ..core import Probe
+from ..core.scan import ScanResult
 from .base import bundle
 from .layer_view import LayerView
-from .wire import array_from_json, encode
+from .panel import Panel, validates
+from .wire import FLOAT32_ARRAY
 
 REDUCTIONS = ("max", "mean")  # over positions, of the current input
 STAT_PREFIX = "scan:"  # ``reduce`` values that colour by a scan statistic: "scan:density", ...
 ORDERS = ("index", "value")
-# Statistics travel as float32: a scan's max may not fit in float16, and tooltips show them exactly.
-FLOAT32_ARRAY = {
-    "to_json": lambda value, widget: None if value is None else encode(value, "float32"),
-    "from_json": array_from_json,
-}
 
 
 def unit_statistics(scan: ScanResult | None, layer: str) -> tuple[list[str], np.ndarray | None]:
@@ -44,18 +40,59 @@ def unit_statistics(scan: ScanResult | None, layer: str) -> tuple[list[str], np.
     return list(rows), np.stack([np.asarray(r, dtype=np.float32) for r in rows.values()])
 
 
-class NeuronGrid(LayerView):
-    """A grid of a layer's units for one input.
+class GridPanel(Panel):
+    """Every unit of the layer as a cell coloured by its activation on the current example.
 
-    The layer's whole (positions × units) matrix is sent once as a binary buffer; the front-end
-    reduces it per unit (max or mean over positions, or the value at the selected ``position``) and
-    recolours locally. ``selected_units`` is synced both ways: click selects a unit, shift-click adds
-    or removes one; dragging a rectangle selects the units it covers (with shift: adds them).
+    The page reduces the layer's (positions × units) values per unit (``reduce``: max or mean over
+    positions, or the value at the selected ``position``) and recolours locally; a click selects a
+    unit, shift-click adds or removes one, dragging a rectangle selects the units it covers.
 
-    With a scan of the layer (``scan=``, :meth:`attach_stats`, or the explorer's ``attach_scan``),
-    the per-unit statistics travel once per layer as ``unit_stats`` ((k, units) float32, rows named
-    by ``stat_names``) and ``reduce`` may also be ``"scan:<name>"`` (mean, max, density, dead,
-    saturated). ``order`` lays the cells out by unit index or by the colour value, highest first.
+    With a scan of the layer attached to the view, the per-unit statistics travel once per layer as
+    ``unit_stats`` ((k, units) float32, rows named by ``stat_names``) and ``reduce`` may also be
+    ``"scan:<name>"`` (mean, max, density, dead, saturated). ``order`` lays the cells out by unit
+    index or by the colour value, highest first.
+    """
+
+    name = "grid"
+    action = "publishing the grid's statistics"
+    state: ClassVar[dict[str, traitlets.TraitType]] = {
+        "reduce": traitlets.Unicode("max").tag(sync=True),
+        "order": traitlets.Enum(list(ORDERS), "index").tag(sync=True),
+        # float32: a scan's max may not fit in float16, and tooltips show the statistics exactly
+        "unit_stats": traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **FLOAT32_ARRAY),
+        "stat_names": traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True),
+    }
+
+    _stats_of: tuple[Any, str] | None = None  # (scan, layer) whose statistics were sent
+
+    def update(self) -> None:
+        """Send the layer's statistics once per scan and layer (not again for another input)."""
+        view = self.view
+        if self._stats_of == (view.scan, view.layer):
+            return
+        names, rows = unit_statistics(view.scan, view.layer)
+        if rows is not None and rows.shape[1] != view.num_units:
+            raise ValueError(
+                f"the scan of layer {view.layer!r} has {rows.shape[1]} units but the layer now has {view.num_units}"
+            )
+        self._stats_of = (view.scan, view.layer)
+        with view.hold_sync():
+            view.set_trait("stat_names", names)
+            view.set_trait("unit_stats", rows if rows is not None else np.zeros((0, view.num_units), np.float32))
+            if view.reduce.startswith(STAT_PREFIX) and view.reduce[len(STAT_PREFIX) :] not in names:
+                view.reduce = "max"
+
+    @validates("reduce")
+    def _valid_reduce(self, proposal: dict) -> str:
+        value = proposal["value"]
+        allowed = [*REDUCTIONS, *(STAT_PREFIX + name for name in self.view.stat_names)]
+        if value not in allowed:
+            raise traitlets.TraitError(f"reduce must be one of {allowed}, got {value!r}")
+        return value
+
+
+class NeuronGrid(LayerView.composed(GridPanel)):
+    """A grid of a layer's units for one input (:class:`GridPanel`), as a widget of its own.
 
     Parameters
     ----------
@@ -63,17 +100,11 @@ class NeuronGrid(LayerView):
     layer: a layer name, as in ``model.named_modules()``.
     inputs: a batch of inputs (a tensor, a tuple or a tokenizer's mapping); the grid shows
         ``example`` (default 0).
-    scan: optional :class:`neurowidgets.ScanResult` whose statistics the grid can be coloured by.
+    scan: optional :class:`neurowidgets.ScanResult` whose statistics the grid can be coloured by
+        (also :meth:`attach_stats`).
     """
 
     _esm = bundle("neuron_grid")
-
-    reduce = traitlets.Unicode("max").tag(sync=True)
-    order = traitlets.Enum(list(ORDERS), "index").tag(sync=True)
-    unit_stats = traitlets.Any(None, allow_none=True, read_only=True).tag(sync=True, **FLOAT32_ARRAY)
-    stat_names = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
-
-    scan: ScanResult | None = None
 
     def __init__(
         self, model: nn.Module | Probe, layer: str, inputs: Any, scan: ScanResult | None = None, **kwargs: Any
@@ -81,40 +112,3 @@ class NeuronGrid(LayerView):
         super().__init__(model, layer, inputs, **kwargs)
         if scan is not None:
             self.attach_stats(scan)
-
-    def attach_stats(self, scan: ScanResult | None) -> None:
-        """Colour by ``scan``'s per-unit statistics (``None`` forgets them)."""
-        if scan is not None:
-            check_scan(scan)
-        self.scan = scan
-        self._stats_layer = None
-        self._publish_stats(self.layer)
-
-    def _show(self, capture: Capture, layer: str) -> None:
-        with self.hold_sync():
-            super()._show(capture, layer)
-            self._publish_stats(layer)
-
-    def _publish_stats(self, layer: str) -> None:
-        """Send the layer's statistics once per layer (not again for another input)."""
-        if getattr(self, "_stats_layer", None) == layer:
-            return
-        self._stats_layer = layer
-        names, rows = unit_statistics(self.scan, layer)
-        if rows is not None and rows.shape[1] != self.num_units:
-            raise ValueError(
-                f"the scan of layer {layer!r} has {rows.shape[1]} units but the layer now has {self.num_units}"
-            )
-        with self.hold_sync():
-            self.set_trait("stat_names", names)
-            self.set_trait("unit_stats", rows if rows is not None else np.zeros((0, self.num_units), np.float32))
-            if self.reduce.startswith(STAT_PREFIX) and self.reduce[len(STAT_PREFIX) :] not in names:
-                self.reduce = "max"
-
-    @traitlets.validate("reduce")
-    def _valid_reduce(self, proposal: dict) -> str:
-        value = proposal["value"]
-        allowed = [*REDUCTIONS, *(STAT_PREFIX + name for name in self.stat_names)]
-        if value not in allowed:
-            raise traitlets.TraitError(f"reduce must be one of {allowed}, got {value!r}")
-        return value

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import traitlets
 
 from ..core.token_units import UnitCard, top_units_at, unit_cards
 from .layer_view import LayerView
+from .panel import Panel
 
 SHOWN = 12  # units listed at a token
 
@@ -26,7 +27,7 @@ def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-class TokenUnitsPanel(LayerView):
+class TokenUnitsPanel(Panel):
     """``token_units``: at ``position`` of ``example`` (the token clicked in the heatmap), the ``SHOWN``
     units of the layer with the highest values there (:func:`neurowidgets.units_at_token`), as
     ``{"layer", "example", "position", "token", "units", "values", "rows", "note", "seconds"}``; each row
@@ -34,33 +35,29 @@ class TokenUnitsPanel(LayerView):
     ``note`` says what the cards lack (no scan, layer not scanned, no unembedding); ``seconds`` is the
     kernel time. ``{"position": -1}`` when no token is selected. Only computed while the panel is shown."""
 
-    token_units = traitlets.Dict(read_only=True).tag(sync=True)
+    name = "token_units"
+    action = "listing the units at the selected token"
+    state: ClassVar[dict[str, traitlets.TraitType]] = {"token_units": traitlets.Dict(read_only=True).tag(sync=True)}
+    reads = ("position", "example", "panels")
 
-    def _token_units_shown(self) -> bool:
-        return "token_units" in getattr(self, "panels", ["token_units"])
+    def __init__(self, view: LayerView):
+        super().__init__(view)
+        self._cards: dict[tuple[str, int], UnitCard] = {}
+        self._cards_of: tuple[Any, Any] | None = None  # (scan, examples) the cards were made from
 
-    @traitlets.observe("values", "position", "example", "panels")
-    def _token_changed(self, change: dict) -> None:
-        if self.values is not None:
-            with self.reporting_errors("listing the units at the selected token"):
-                self._update_token_units()
-
-    def attach_scan(self, *args: Any, **kwargs: Any) -> None:
-        super().attach_scan(*args, **kwargs)
-        self._update_token_units()
-
-    def _update_token_units(self) -> None:
-        if not self._token_units_shown():
+    def update(self) -> None:
+        view = self.view
+        if not self.visible:
             return
-        example, position = self.example, self.position
-        lengths = self.lengths or [self.num_positions] * self.values.shape[0]
+        example, position = view.example, view.position
+        lengths = view.lengths or [view.num_positions] * view.num_examples
         if not 0 <= position < lengths[example]:
-            self.set_trait("token_units", {"layer": self.layer, "example": example, "position": -1})
+            view.set_trait("token_units", {"layer": view.layer, "example": example, "position": -1})
             return
         start = time.perf_counter()
-        found = top_units_at(torch.from_numpy(self.values), position, SHOWN, example, self.layer)
-        cards, note = self._cards_of(found.units.tolist())
-        tokens = getattr(self, "tokens", None)
+        found = top_units_at(torch.from_numpy(view.values), position, SHOWN, example, view.layer)
+        cards, note = self._cards_for(found.units.tolist())
+        names = view.position_names()
         rows = []
         for unit, value in zip(found.units.tolist(), found.values.tolist(), strict=True):
             card = cards.get(unit)
@@ -73,34 +70,29 @@ class TokenUnitsPanel(LayerView):
                 )  # fmt: skip
                 note = note or card.logit_error
             rows.append(row)
-        self.set_trait(
+        view.set_trait(
             "token_units",
             {
-                "layer": self.layer, "example": example, "position": position,
-                "token": tokens[example][position] if tokens else str(position),
+                "layer": view.layer, "example": example, "position": position,
+                "token": names[example][position] if names else str(position),
                 "units": [row["unit"] for row in rows], "values": [row["value"] for row in rows],
                 "rows": rows, "note": note, "seconds": round(time.perf_counter() - start, 6),
             },
         )  # fmt: skip
 
-    def _cards_of(self, units: list[int]) -> tuple[dict[int, UnitCard], str]:
+    def _cards_for(self, units: list[int]) -> tuple[dict[int, UnitCard], str]:
         """The units' cards from the attached scan (computed once per layer and unit), and what they lack."""
-        scan, examples = getattr(self, "scan", None), getattr(self, "examples", None)
+        view = self.view
+        scan, examples, layer = view.scan, view.examples, view.layer
         if scan is None:
             return {}, "Cards need a scan: explore(..., data=texts) or attach_scan."
-        if self.layer not in scan.layers:
-            return {}, f"Cards need a scan of this layer: {self.layer!r} was not scanned."
-        source = getattr(self, "_cards_from", (None, None))
-        if source[0] is not scan or source[1] is not examples:  # another scan or data: other cards
-            self._cards_from, self._unit_cards = (scan, examples), {}
-        cache = self._unit_cards
-        missing = [u for u in units if (self.layer, u) not in cache]
+        if layer not in scan.layers:
+            return {}, f"Cards need a scan of this layer: {layer!r} was not scanned."
+        if self._cards_of != (scan, examples):  # another scan or data: other cards
+            self._cards_of, self._cards = (scan, examples), {}
+        missing = [u for u in units if (layer, u) not in self._cards]
         if missing:
-            adapter = getattr(self, "adapter", None)
-            made = unit_cards(
-                scan[self.layer], missing, examples=examples, probe=self.probe,
-                tokenizer=adapter.tokenizer if adapter is not None else None,
-            )  # fmt: skip
-            cache.update({(self.layer, card.unit): card for card in made})
+            made = unit_cards(scan[layer], missing, examples=examples, probe=view.probe, tokenizer=view.tokenizer)
+            self._cards.update({(layer, card.unit): card for card in made})
         note = "" if examples is not None else "Top examples need the scanned data: data=."
-        return {u: cache[(self.layer, u)] for u in units}, note
+        return {u: self._cards[(layer, u)] for u in units}, note

@@ -65,6 +65,12 @@ def array_from_json(value: dict[str, Any] | None, widget: Any) -> np.ndarray | N
 
 # Tag metadata for a synced array trait: ``Any(None, allow_none=True).tag(sync=True, **ARRAY)``.
 ARRAY = {"to_json": array_to_json, "from_json": array_from_json}
+# The same, always float32: values far below float16's smallest normal (gradients of 1e-6), or beyond
+# its largest (a scan's max), and numbers shown exactly (tooltips, probabilities).
+FLOAT32_ARRAY = {
+    "to_json": lambda value, widget: None if value is None else encode(value, "float32"),
+    "from_json": array_from_json,
+}
 
 
 # -- the messages ------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def test_panels_are_chosen_by_input_kind_or_by_name(digits):
     assert view.panels == ["overlay", "grid"] and view.collapsed == []  # nothing of compact's is shown
     shared = nw.explore(digits.model, images, layer="relu2", panels=["grid", "strongest_units"])  # any explorer's
     assert shared.panels == ["grid", "strongest_units"]
-    with pytest.raises(traitlets.TraitError, match="no panel named 'heatmap'; this explorer's panels: grid, overlay"):
+    with pytest.raises(traitlets.TraitError, match="no panel named 'heatmap'; this view's panels: grid, overlay"):
         nw.explore(digits.model, images, layer="relu2", panels=["grid", "heatmap"])
     view = nw.explore(digits.model, images, layer="relu2", compact=True)
     assert view.collapsed == ["trace", "card"]

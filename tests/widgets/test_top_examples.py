@@ -93,6 +93,30 @@ def test_text_cards_show_tokens(minilm):
     assert widget.current_index == 0
 
 
+@pytest.mark.parametrize(
+    ("max_length", "options"),
+    [(32, {}), (256, {}), (32, {"add_special_tokens": False})],
+    ids=["32", "256", "no-specials"],
+)
+def test_cards_show_the_tokens_that_were_scanned(minilm, max_length, options):
+    """The scan records how it tokenized (max_length, tokenizer options); an explorer whose live texts
+    are tokenized otherwise still shows each card's examples exactly as they were scanned."""
+    model, tokenizer = minilm
+    long = " ".join(f"word{i} and the cat number {i} sat on mat {i}." for i in range(40))  # over 256 tokens
+    texts = [long, "The cat sat on the mat.", long[::-1], "import os"]
+    layer = "encoder.layer.1.intermediate"
+    scanned = TextAdapter(tokenizer, max_length, **options)
+    result = nw.scan(model, texts, [layer], k=4, adapter=scanned, progress=False, cache=False)
+    assert result.info["max_length"] == max_length and result.info["tokenizer_kwargs"] == options
+    view = nw.explore(model, "a live text", data=texts, scan=result, tokenizer=tokenizer, max_length=128, layer=layer)
+    view.selected_units = [5]
+    examples = [e for group in view.card["groups"] for e in group["examples"]]
+    assert examples and len(view.card["tokens"]) == len(examples)
+    for row, example in enumerate(examples):
+        assert view.card["tokens"][row] == scanned.tokens(texts[example["index"]])
+    assert max(len(tokens) for tokens in view.card["tokens"]) == max_length  # the long texts, cut where scanned
+
+
 # -- cards from the scan's kept activations -----------------------------------------------------------
 
 
