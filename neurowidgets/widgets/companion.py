@@ -1,9 +1,10 @@
 """Companion: a bokeh view that follows an explorer (or any view of one layer).
 
-The explorer links its own views by being one widget (see explorer.py). A companion is a separate
-widget, so it is linked in this one place: its ``layer`` and ``selected_units`` are linked both ways
-with the followed view's traits of the same names, and it is told when that view's current input
-changes. Selecting in the companion's plot selects in the explorer's views and the other way round.
+The explorer's panels share its state by being composed into one widget (see panel.py). A companion
+is a separate widget, so it declares the same way what it shares: ``links``, the view's traits linked
+both ways with its own of the same names (``layer``, ``selected_units``), and ``reads``, the view's
+traits whose change makes it redraw (the current input). Selecting in the companion's plot selects in
+the explorer's panels and the other way round.
 
 Work over a sample of the data runs in the background (background.py); :meth:`Companion.wait` waits
 for it, and closing a companion cancels it.
@@ -26,6 +27,9 @@ class Companion(BokehHost):
 
     layer = traitlets.Unicode("").tag(sync=True)
     selected_units = traitlets.List(traitlets.Int()).tag(sync=True)
+
+    links = ("layer", "selected_units")  # linked both ways with the followed view's
+    reads = ("values", "example", "position", "current_index")  # the view's current input: redraw
 
     view: LayerView | None = None
     _links: tuple[traitlets.link, ...] = ()
@@ -73,11 +77,8 @@ class Companion(BokehHost):
             raise TypeError(f"a companion follows an explorer or a layer view, got {type(view).__name__}")
         self.unfollow()
         self.view = view
-        self._links = (
-            traitlets.link((view, "layer"), (self, "layer")),
-            traitlets.link((view, "selected_units"), (self, "selected_units")),
-        )
-        view.observe(self._view_input_changed, names=self.WATCHED)
+        self._links = tuple(traitlets.link((view, name), (self, name)) for name in self.links)
+        view.observe(self._view_input_changed, names=self.reads)
         self._input_changed()
 
     def unfollow(self) -> None:
@@ -85,12 +86,8 @@ class Companion(BokehHost):
             link.unlink()
         self._links = ()
         if self.view is not None:
-            self.view.unobserve(self._view_input_changed, names=self.WATCHED)
+            self.view.unobserve(self._view_input_changed, names=self.reads)
             self.view = None
-
-    # What makes the followed view show another input: its values, the example of its batch, the
-    # selected position, and the example of the data it shows.
-    WATCHED = ("values", "example", "position", "current_index")
 
     @traitlets.validate("selected_units")
     def _unique_units(self, proposal: dict) -> list[int]:

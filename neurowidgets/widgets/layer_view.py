@@ -197,7 +197,7 @@ class LayerView(NeuroWidget):
         """Use ``scan`` (per-unit statistics: the grid's colours) and, with ``data`` (indexed as the
         scan numbered it), its examples (the feature card). ``text``/``tokenizer``: how the scan
         tokenized text data (its recorded settings win); ``images``: how to draw image data."""
-        check_scan(scan)
+        self._check_scan(scan)
         examples = None
         if data is not None:
             text = scanned_adapter(scan.info, text if text is not None else tokenizer)
@@ -208,9 +208,17 @@ class LayerView(NeuroWidget):
     def attach_stats(self, scan: ScanResult | None) -> None:
         """Colour by ``scan``'s per-unit statistics, without examples (``None`` forgets the scan)."""
         if scan is not None:
-            check_scan(scan)
+            self._check_scan(scan)
         self.scan, self.examples = scan, None
         self._update_parts()
+
+    def _check_scan(self, scan: ScanResult) -> None:
+        check_scan(scan)
+        if self.layer in scan and scan[self.layer].units != self.num_units:
+            raise ValueError(
+                f"the scan of layer {self.layer!r} has {scan[self.layer].units} units but the layer "
+                f"has {self.num_units} here: a scan of another model?"
+            )
 
     @property
     def colour_limit(self) -> float:

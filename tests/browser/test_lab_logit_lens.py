@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import wait_until
+
 TESTS = Path(__file__).resolve().parent.parent
 
 CELLS = [
@@ -60,17 +62,21 @@ def test_logit_lens_table_token_click_target_and_bar(lab):
     widget = page.locator(".nw-logit-lens").first
     widget.locator(".nw-lens-table td").first.wait_for()
     widget.scroll_into_view_if_needed()
+    # The lens was made on 'unused' and then linked: wait for the linked text's state to be drawn (in
+    # one run at load 12 the first check below ran while the page still showed the first text).
+    strip = widget.locator(".nw-lm-token")
+    text_tokens = kernel_json(lab, "lens.tokens")
+    wait_until(lambda: strip.all_inner_texts() == text_tokens, "the token strip shows the linked text's tokens")
+    tokens = kernel_json(lab, "lens.lens_tokens")
+    wait_until(lambda: len(drawn_table(widget)) == len(tokens), "the lens table has a row per block")
 
     # The table: every cell is the kernel's top token (text) and probability; the last row the model's own.
-    tokens = kernel_json(lab, "lens.lens_tokens")
     probs = kernel_json(lab, "lens.lens_probs.tolist()")
     table = drawn_table(widget)
     assert [[c[0] for c in row] for row in table] == tokens
     assert all(
         abs(c[1] - p) < 1e-6 for row, prow in zip(table, probs, strict=True) for c, p in zip(row, prow, strict=True)
     )
-    strip = widget.locator(".nw-lm-token")
-    assert strip.all_inner_texts() == kernel_json(lab, "lens.tokens")
     assert widget.evaluate("w => w.querySelector('b, script') === null")  # tokens never became HTML
 
     # A click on a token: kernel, linked explorer and the drawn top 5 and bars follow.

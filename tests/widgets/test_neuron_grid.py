@@ -204,6 +204,11 @@ def test_saturated_is_offered_for_bounded_layers_and_order_is_checked():
         grid.order = "random"
     with pytest.raises(TypeError, match="ScanResult"):
         grid.attach_stats({"1": None})
+    wider = torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.Sigmoid())  # another model, same layer names
+    other = nw.NeuronGrid(wider, "1", data[:1])
+    with pytest.raises(ValueError, match="the scan of layer '1' has 6 units but the layer has 9 here"):
+        other.attach_stats(result)
+    assert other.scan is None and other.stat_names == []  # nothing changed
 
 
 def test_the_explorer_feeds_its_scan_to_the_grid(digits, digits_scan):
