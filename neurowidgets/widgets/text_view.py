@@ -130,7 +130,7 @@ class TextView(LayerView):
         self._inputs = batch
         with self._publishing():
             self._publish_batch(batch)
-            self._publish(values)
+            self._publish(values, [positions])
             self.current_index = -1
 
     def most_active_unit(self) -> int:

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from bokeh_page import canvas_ink, source, wait_for_source
 from colours import close, diverging
-from conftest import PAGE_TIMEOUT, artifact_path, has_failed, save_failure_artifacts
+from conftest import PAGE_TIMEOUT, artifact_path, has_failed, save_failure_artifacts, wait_until
 from grid_page import click_unit, pixel
 
 from neurowidgets.export import export_html, run_notebook
@@ -248,14 +248,16 @@ def save_in_lab(page: Any, path: Path) -> dict:
         "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)')"
         "?.title?.className?.includes('jp-mod-dirty')"
     )
-    for _ in range(100):  # the server may still be writing the file
-        if path.stat().st_mtime_ns != before:
-            try:
-                return json.loads(path.read_bytes())
-            except ValueError:
-                pass
-        page.wait_for_timeout(100)
-    raise AssertionError(f"{path.name} was not written")
+
+    def written() -> Any:  # the server may still be writing the file
+        if path.stat().st_mtime_ns == before:
+            return None
+        try:
+            return json.loads(path.read_bytes())
+        except ValueError:
+            return None
+
+    return wait_until(written, f"{path.name} written by the server")
 
 
 def test_a_notebook_saved_from_jupyterlab_exports_what_the_user_chose(lab_saving_widgets, offline, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import artifact_path
+from conftest import artifact_path, next_paint
 
 NOTEBOOK = "activation_trace_test.ipynb"
 CELLS = [
@@ -236,7 +236,7 @@ def test_trace_hover_click_along_and_nan(lab):
         page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
         page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
         nan_canvas.scroll_into_view_if_needed()
-        page.wait_for_timeout(300)  # the theme's stylesheet lands, then the observer redraws
+        next_paint(page)  # Lab sets the attribute once the theme's stylesheet is loaded; the observer redraws
         lab.screenshot(nan_widget, "activation_trace/nan_dark.png")
         axis_text = nan_canvas.evaluate("""c => getComputedStyle(c).getPropertyValue('--jp-ui-font-color2').trim()""")
         assert axis_text and axis_text != "rgba(0, 0, 0, 0.54)", axis_text  # the dark theme's, not light's

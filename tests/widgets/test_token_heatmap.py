@@ -282,7 +282,7 @@ def test_editing_one_row_runs_only_that_row_and_equals_running_them_all(tiny_lm,
             assert rows == [torch.Size([1, len(heatmap.tokens[row])])], "one row, at its real length"
             inputs = nw.TextAdapter(lm_tokenizer)(texts)
             expected = nw.Probe(model).run(inputs, [heatmap.layer])[heatmap.layer].values.numpy()
-            assert heatmap.values.shape == expected.shape
+            assert heatmap.values.shape == expected.shape and heatmap.positions_shape == [expected.shape[1]]
             for r, length in enumerate(heatmap.lengths):
                 np.testing.assert_allclose(heatmap.values[r, :length], expected[r, :length], rtol=1e-4, atol=1e-5)
             assert heatmap.texts == texts and heatmap.lengths == [int(n) for n in inputs["attention_mask"].sum(1)]
