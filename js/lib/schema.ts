@@ -33,7 +33,15 @@ export interface ResponseMessage {
   id: number | string;
   ok: boolean;
   error?: string;
+  cancelled?: boolean; // a background job's answer: a newer request of its kind (or shutdown) cancelled it
   data?: unknown;
+}
+
+/** A part of the answer to a request that a background job answers: its progress, before the response. */
+export interface ProgressMessage {
+  type: "progress";
+  id: number | string;
+  data: unknown;
 }
 
 export interface PatchMessage {

@@ -1,6 +1,6 @@
 // Requests and latest-wins lanes against a model stub that answers like the kernel (widgets/base.py).
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import type { AnyModel } from "@anywidget/types";
 import { Requests, Superseded, pending } from "../lib/requests";
 
@@ -22,6 +22,22 @@ class KernelStub {
     const { id } = this.sent[index];
     for (const listener of [...this.listeners]) listener({ type: "response", id, ok, data, error: ok ? undefined : "boom" });
   }
+  part(index: number, data: unknown): void {
+    const { id } = this.sent[index];
+    for (const listener of [...this.listeners]) listener({ type: "progress", id, data });
+  }
+  cancel(index: number): void {
+    const { id } = this.sent[index];
+    for (const listener of [...this.listeners]) listener({ type: "response", id, ok: false, cancelled: true });
+  }
+}
+
+/** Whether ``promise`` has settled by now (after the callbacks already queued have run). */
+async function settled(promise: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  promise.then(() => (done = true), () => (done = true));
+  await new Promise((resolve) => setImmediate(resolve));
+  return done;
 }
 
 function setUp() {
@@ -87,4 +103,61 @@ test("two views of one model never take each other's answers", async () => {
   assert.equal(await fromB, "for b");
   a.dispose();
   b.dispose();
+});
+
+test("a streamed request hears its parts in order, then resolves with the final answer", async () => {
+  const { kernel, requests } = setUp();
+  const parts: unknown[] = [];
+  const answer = requests.stream("sample", { size: 64 }, (part) => parts.push(part));
+  assert.deepEqual(kernel.sent[0], { type: "request", id: kernel.sent[0].id, kind: "sample", args: { size: 64 } });
+  kernel.part(0, { done: 8 });
+  kernel.part(0, { done: 16 });
+  assert.deepEqual(parts, [{ done: 8 }, { done: 16 }]);
+  assert.equal(await settled(answer), false, "parts do not settle it");
+  kernel.answer(0, true, { text: "the effect" });
+  assert.deepEqual(await answer, { text: "the effect" });
+  kernel.part(0, { done: 32 }); // late: the request is closed
+  assert.deepEqual(parts, [{ done: 8 }, { done: 16 }]);
+  requests.dispose();
+});
+
+test("a cancelled answer rejects with Superseded; a lane carries only its request in flight's parts", async () => {
+  const { kernel, requests } = setUp();
+  const first: unknown[] = [];
+  const second: unknown[] = [];
+  const running = requests.latestStream("sample", "sample", { size: 8 }, (part) => first.push(part));
+  const waiting = requests.latestStream("sample", "sample", { size: 16 }, (part) => second.push(part));
+  kernel.part(0, "8: 4");
+  kernel.cancel(0); // the kernel's job for it was cancelled (a newer request of its kind)
+  await assert.rejects(running, Superseded);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(kernel.sent.map((m) => m.args.size), [8, 16], "the waiting one runs next");
+  kernel.part(1, "16: 4");
+  kernel.answer(1, true, "done");
+  assert.equal(await waiting, "done");
+  assert.deepEqual([first, second], [["8: 4"], ["16: 4"]]);
+  const plain = requests.send("sample", { size: 1 }); // a plain send is cancelled alike
+  kernel.cancel(2);
+  await assert.rejects(plain, Superseded);
+  requests.dispose();
+});
+
+test("a streamed request times out after a silence, and each part restarts the timer", async () => {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    const { kernel, requests } = setUp();
+    const parts: unknown[] = [];
+    const answer = requests.stream("sample", { size: 8 }, (part) => parts.push(part));
+    for (let i = 1; i <= 3; i++) {
+      mock.timers.tick(100_000); // under the timeout since the last word, 300 s in all
+      kernel.part(0, i);
+    }
+    assert.equal(await settled(answer), false, "a job still sending parts is not a dead kernel");
+    assert.deepEqual(parts, [1, 2, 3]);
+    mock.timers.tick(120_000); // then silence
+    await assert.rejects(answer, /no answer from the kernel to sample within 120 s/);
+    requests.dispose();
+  } finally {
+    mock.timers.reset();
+  }
 });

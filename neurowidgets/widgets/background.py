@@ -19,6 +19,9 @@ NeuroWidget._handle_msg) and waits until it is done, and whether its job was can
 request so shares the cores with at most one module of a background forward, and a cancelled job
 stops within one module.
 
+A page's request may be answered by a job (NeuroWidget._on_request, :meth:`Job.answer`): its progress
+as parts, then one final answer when it publishes, fails or is cancelled.
+
 Outside a kernel (a script, the tests) the same thread runs the jobs: :func:`wait` blocks until a
 widget's jobs are done.
 """
@@ -47,6 +50,9 @@ log = logging.getLogger("neurowidgets")
 lock = threading.RLock()
 
 Work = Callable[[Probe], Generator[Any, None, Any]]
+Send = Callable[[dict[str, Any]], None]
+
+CANCELLED = {"ok": False, "cancelled": True}
 
 
 class Cancelled(Exception):
@@ -57,8 +63,9 @@ class Cancelled(Exception):
 
 class Job:
     """One piece of background work: ``work(probe)`` is a generator that runs one chunk per step and
-    yields how far it is after it, then returns the result, which ``publish(result, seconds)`` shows.
-    ``progress(yielded, seconds)`` is told after every chunk. Both run only while the job is the latest."""
+    yields how far it is after it, then returns the result, which ``publish(result, seconds)`` shows
+    (what it returns answers the requests of :meth:`answer`). ``progress(yielded, seconds)`` is told
+    after every chunk. Both run only while the job is the latest."""
 
     def __init__(
         self,
@@ -66,7 +73,7 @@ class Job:
         kind: str,
         probe: Probe,
         work: Work,
-        publish: Callable[[Any, float], None],
+        publish: Callable[[Any, float], Any],
         progress: Callable[[Any, float], None] | None,
         action: str,
     ):
@@ -76,6 +83,38 @@ class Job:
         self.cancelled = False
         self.done = threading.Event()
         self.started = 0.0
+        self.outcome: dict[str, Any] | None = None  # the final answer's fields, once the job has ended
+        self._answering: list[tuple[Send, Any]] = []  # (send, request id) of the requests it answers
+
+    def answer(self, send: Send, request_id: Any) -> None:
+        """Answer the page's request ``request_id`` through ``send``: each later step's yield (JSON-safe)
+        as a part ``{type: "progress", id, data}``, then ``{type: "response", id, ok, ...}`` once the job
+        ends (at once if it has): ``data`` = what ``publish`` returned, ``cancelled``, or ``error``."""
+        with lock:
+            if self.outcome is None:
+                self._answering.append((send, request_id))
+            else:
+                send({"type": "response", "id": request_id, **self.outcome})
+
+    def _report(self, step: Any) -> None:
+        for send, request_id in self._answering:
+            send({"type": "progress", "id": request_id, "data": step})
+
+    def _settle(self, **outcome: Any) -> None:
+        """End the job's requests with ``outcome``; only the first call counts (one final answer each)."""
+        with lock:
+            if self.outcome is not None:
+                return
+            self.outcome = outcome
+            for send, request_id in self._answering:
+                send({"type": "response", "id": request_id, **outcome})
+            self._answering.clear()
+
+    def _drop(self) -> None:
+        """Cancel a job that has not started: it never runs, so it is settled here."""
+        self.cancelled = True
+        self._settle(**CANCELLED)
+        self.done.set()
 
 
 class _Runner:
@@ -97,8 +136,7 @@ class _Runner:
         with lock, self.condition:
             old = self.pending.pop(key, None)
             if old is not None:
-                old.cancelled = True
-                old.done.set()
+                old._drop()
             if self.running is not None and (id(self.running.owner), self.running.kind) == key:
                 self.running.cancelled = True
             self.pending[key] = job
@@ -111,9 +149,7 @@ class _Runner:
     def cancel(self, owner: Any, kind: str | None = None) -> None:
         with lock, self.condition:
             for key in [k for k in self.pending if k[0] == id(owner) and kind in (None, k[1])]:
-                job = self.pending.pop(key)
-                job.cancelled = True
-                job.done.set()
+                self.pending.pop(key)._drop()
             job = self.running
             if job is not None and job.owner is owner and kind in (None, job.kind):
                 job.cancelled = True
@@ -156,16 +192,22 @@ class _Runner:
                     result = finished.value
                     break
                 with lock:
-                    if not job.cancelled and job.progress is not None:
-                        job.progress(step, time.perf_counter() - job.started)
+                    if not job.cancelled:
+                        if job.progress is not None:
+                            job.progress(step, time.perf_counter() - job.started)
+                        job._report(step)
             with lock:
                 if not job.cancelled:
-                    job.publish(result, time.perf_counter() - job.started)
+                    data = job.publish(result, time.perf_counter() - job.started)
+                    job._settle(ok=True, **({} if data is None else {"data": data}))
         except Exception as error:
             with lock:
                 if not job.cancelled and not isinstance(error, Cancelled):
                     with job.owner.reporting_errors(job.action):  # shown in the widget once, and logged
                         raise error from None
+                    job._settle(ok=False, error=job.owner.error)
+        finally:
+            job._settle(**CANCELLED)  # it neither published nor failed: cancelled (no-op once settled)
 
     def checkpoint(self, job: Job | None = None) -> None:
         """In the worker: stop a cancelled job; wait while a foreground handler works."""
@@ -185,8 +227,7 @@ class _Runner:
         active exception", exit code 134) however well everything else went."""
         with lock, self.condition:
             for job in self.pending.values():
-                job.cancelled = True
-                job.done.set()
+                job._drop()
             self.pending.clear()
             running = self.running
             if running is not None:
@@ -216,7 +257,7 @@ def submit(
     kind: str,
     probe: Probe,
     work: Work,
-    publish: Callable[[Any, float], None],
+    publish: Callable[[Any, float], Any],
     progress: Callable[[Any, float], None] | None = None,
     action: str = "computing in the background",
 ) -> Job:
@@ -224,7 +265,8 @@ def submit(
 
     ``publish(result, seconds)`` and ``progress(yielded, seconds)`` run in the worker thread while
     holding :data:`lock`, only if the job is still the latest of its kind; an error is shown in
-    ``owner`` (a NeuroWidget) with ``action``. Must be called outside a forward pass of ``probe``."""
+    ``owner`` (a NeuroWidget) with ``action``. Must be called outside a forward pass of ``probe``. A
+    ``@handles`` method that returns the job answers its request from the job (:meth:`Job.answer`)."""
     return _runner.submit(Job(owner, kind, probe, work, publish, progress, action))
 
 

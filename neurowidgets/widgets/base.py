@@ -58,7 +58,9 @@ class NeuroWidget(anywidget.AnyWidget):
     - ``error`` is shown in the widget; kernel-side work triggered by the front-end reports into it.
     - Requests: the front-end sends ``{type: "request", id, kind, args}``; the method marked with
       ``@handles(kind)`` runs with ``**args`` and updates traits; then the widget answers
-      ``{type: "response", id, ok, error?, data?}`` so the front-end knows the state has arrived.
+      ``{type: "response", id, ok, error?, data?}`` so the front-end knows the state has arrived. A
+      handler that returns the ``background.Job`` it submitted answers in parts: the job's progress as
+      ``{type: "progress", id, data}``, then one response when it ends (``cancelled: true`` if it was).
     """
 
     _css = STATIC / "styles.css"
@@ -109,19 +111,25 @@ class NeuroWidget(anywidget.AnyWidget):
         handler = self._handlers.get(kind)
         start = time.perf_counter()
         reply: dict[str, Any] = {"type": "response", "id": request_id, "ok": True}
+        job = None
         if handler is None:
             reply.update(ok=False, error=f"{type(self).__name__} has no request {kind!r}")
         else:
             with self.reporting_errors(kind.replace("_", " ")):
                 data = handler(**(content.get("args") or {}))
-                if data is not None:
+                if isinstance(data, background.Job):
+                    job = data
+                elif data is not None:
                     reply["data"] = data
             if self.error:
                 reply.update(ok=False, error=self.error)
         elapsed = time.perf_counter() - start
         if elapsed > SLOW_REQUEST_S:
             log.info("%s: request %s took %.2f s", type(self).__name__, kind, elapsed)
-        self.send(reply)
+        if job is not None and reply["ok"]:
+            job.answer(self.send, request_id)  # its parts as it runs, then its outcome (at once if it has ended)
+        else:  # including a job that failed in the handler (run inline): its error is the answer
+            self.send(reply)
 
     @contextlib.contextmanager
     def reporting_errors(self, action: str) -> Iterator[None]:

@@ -76,7 +76,8 @@ FLOAT32_ARRAY = {
 # -- the messages ------------------------------------------------------------------------------------
 #
 # Page → kernel: ``{type: "request", id, kind, args}``; kernel → page: ``{type: "response", id, ok,
-# error?, data?}`` (widgets/base.py), and a BokehHost's ``{type: "patch", patches, buffer_paths}``. The
+# error?, cancelled?, data?}``, preceded by parts ``{type: "progress", id, data}`` when a background job
+# answers the request (widgets/base.py), and a BokehHost's ``{type: "patch", patches, buffer_paths}``. The
 # request kinds and their arguments are the ``@handles(kind)`` methods of the widgets (their names and
 # annotations): js/lib/schema.ts is generated from them (``python -m neurowidgets.widgets.wire``) and
 # js/lib/requests.ts types every request by it; tests/widgets/test_wire_schema.py fails when the
@@ -95,7 +96,15 @@ export interface ResponseMessage {
   id: number | string;
   ok: boolean;
   error?: string;
+  cancelled?: boolean; // a background job's answer: a newer request of its kind (or shutdown) cancelled it
   data?: unknown;
+}
+
+/** A part of the answer to a request that a background job answers: its progress, before the response. */
+export interface ProgressMessage {
+  type: "progress";
+  id: number | string;
+  data: unknown;
 }
 
 export interface PatchMessage {
