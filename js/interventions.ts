@@ -2,7 +2,8 @@
 // being edited, and the before/after plot (a BokehHost figure, updated in place by the kernel). Slider
 // moves go to the kernel through a latest-wins lane: at most one edit computes, the newest waits.
 // The effect over a sample of the data arrives later from the kernel's background work: its progress,
-// then its size and time, with a button that asks for a sample twice as big.
+// then its size and time, with a button that asks for a sample twice as big (and shows that request's
+// progress from the parts of its answer until the final answer, or a newer edit, settles it).
 // Token text reaches the page only through textContent and bokeh's own text rendering.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
@@ -29,6 +30,13 @@ export interface InterventionsState extends BokehState {
   direction: string;
   layer: string;
   selected_units: number[];
+}
+
+/** A part of the answer to a "sample" request: one chunk of the sample done (interventions.py). */
+interface SampleProgress {
+  phase: string; // "before" or "after" the edit
+  done: number;
+  total: number;
 }
 
 function formatStrength(value: number): string {
@@ -70,6 +78,7 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
   more.type = "button";
 
   let awaiting = 0; // edits sent and not answered: the controls show the user's value, not the kernel's
+  let sampling: string | null = null; // the button's text while its sample request is answered
   let busyTimer: ReturnType<typeof setTimeout> | undefined;
   const requests = new Requests(model as unknown as AnyModel);
   const track = pending((busy) => {
@@ -122,15 +131,29 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
     effectText.textContent = model.get("sample_effect");
     sampleStatus.textContent = model.get("sample_status");
     effect.hidden = total === 0; // no data: no sample
-    more.hidden = size >= total;
-    more.textContent = `more examples (${Math.min(2 * size, total)})`;
+    more.hidden = sampling === null && size >= total;
+    more.disabled = sampling !== null;
+    more.textContent = sampling ?? `more examples (${Math.min(2 * size, total)})`;
   }
 
   more.addEventListener("click", () => {
     const size = Math.min(2 * model.get("sample_size"), model.get("data_size"));
-    track(requests.latest("sample", "sample", { size })).catch((error: unknown) => {
-      if (!(error instanceof Superseded)) console.warn("neurowidgets interventions:", error);
-    });
+    sampling = `sampling 0 / ${size}…`;
+    showEffect();
+    const onProgress = (part: unknown) => {
+      const { phase, done, total } = part as SampleProgress;
+      sampling = `sampling ${done} / ${total} (${phase} the edit)…`;
+      showEffect();
+    };
+    track(requests.latestStream("sample", "sample", { size }, onProgress))
+      .catch((error: unknown) => {
+        // Superseded: a newer edit cancelled the sample (its own sample follows), which is no error.
+        if (!(error instanceof Superseded)) console.warn("neurowidgets interventions:", error);
+      })
+      .finally(() => {
+        sampling = null; // the result is in the traits by now (published before the answer)
+        showEffect();
+      });
   });
 
   slider.addEventListener("input", () => send(model.get("mode"), Number(slider.value)));

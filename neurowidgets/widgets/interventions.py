@@ -67,7 +67,8 @@ class Interventions(Companion):
     Synced: ``mode``, ``strength``, ``ranges`` (per mode ``[min, max, step, default]`` for the slider;
     clamp values follow the layer's activations on the current input), ``kind``, ``summary``,
     ``sample_effect``, ``sample_status``, ``sample_size``, ``data_size``, ``direction``. The front-end
-    sends ``edit`` requests (latest wins while dragging) and ``sample`` requests (a bigger sample).
+    sends ``edit`` requests (latest wins while dragging) and ``sample`` requests (a bigger sample),
+    answered in parts: the sample's progress, then its effect (or cancelled, by a newer edit).
     """
 
     _esm = bundle("interventions")
@@ -111,6 +112,7 @@ class Interventions(Companion):
         self._after: np.ndarray | None = None
         self._memos: dict[str, tuple[tuple, Any]] = {}
         self._sample_key: tuple | None = None  # the edit whose sample was submitted last
+        self._sample_job: background.Job | None = None  # and its job
         self._quiet = False
         self.comparison: Comparison | None = None
         self._effect: dict[str, Any] = {}
@@ -266,15 +268,17 @@ class Interventions(Companion):
         self._apply(mode, float(strength), self._vector)
 
     @handles("sample")
-    def _on_sample(self, size: int) -> None:
-        """A bigger (or smaller) sample: the current edit's effect over ``size`` examples of the data."""
+    def _on_sample(self, size: int) -> background.Job | dict[str, Any]:
+        """A bigger (or smaller) sample: the current edit's effect over ``size`` examples of the data,
+        answered by its job (progress, then the effect), or at once when it is remembered."""
         examples = self.view.examples
         if examples is None:
             raise ValueError("there is no sample without the explorer's data: nw.explore(..., data=...)")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"the sample size must be an int of at least 1, got {size!r}")
         self._sample = min(size, len(examples))
-        self._apply(self.mode, self.strength, self._vector)
+        job = self._apply(self.mode, self.strength, self._vector)
+        return job if job is not None else self._effect_answer()
 
     def _memo(self, name: str, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()``, or what it gave for the same key the last time ``name`` was asked for."""
@@ -288,9 +292,10 @@ class Interventions(Companion):
         held = self._memos.get(name)
         return held[1] if held is not None and held[0] == key else None
 
-    def _apply(self, mode: str, strength: float, vector: torch.Tensor | None) -> None:
+    def _apply(self, mode: str, strength: float, vector: torch.Tensor | None) -> background.Job | None:
         """Compute the current input's before and after first, then publish them: an error (in the model,
-        say) leaves the panel as it was. The sample's effect follows from the background. Batch and
+        say) leaves the panel as it was. The sample's effect follows from the background (the job
+        computing it is returned; None when it is remembered or there is no data). Batch and
         sample readouts are remembered per input, layer and edit: another example or position of the
         explorer, or the same edit again, runs no model."""
         view = self.view
@@ -308,6 +313,7 @@ class Interventions(Companion):
             batches = None if examples is None else self._sample_batches(examples)
         comparison = compare(kind, before[example], after[example], partial(self._name, kind), self._k)
         summary = comparison.summary if edit is not None else "select units to edit (nothing is edited)"
+        job = None
         with background.lock:  # no sample result of an older edit is published from here on
             self._before, self._after = before[example], after[example]
             self.comparison = comparison
@@ -324,9 +330,11 @@ class Interventions(Companion):
                     self.set_trait("summary", summary)
                     self._draw(comparison, summary)
                     if batches is not None:
-                        self._start_sample(examples, batches, kind, edit, (_Same(examples), *edited, len(batches[0])))
+                        key = (_Same(examples), *edited, len(batches[0]))
+                        job = self._start_sample(examples, batches, kind, edit, key)
             finally:
                 self._quiet = False
+        return job
 
     # -- the sample ----------------------------------------------------------------------------
 
@@ -362,8 +370,11 @@ class Interventions(Companion):
 
         return self._memo("sample batches", (_Same(examples), size), make)
 
-    def _start_sample(self, examples: Any, batches: tuple, kind: str, edit: Edit | None, key: tuple) -> None:
-        """Show the effect of this edit over the sample: remembered, or computed in the background."""
+    def _start_sample(
+        self, examples: Any, batches: tuple, kind: str, edit: Edit | None, key: tuple
+    ) -> background.Job | None:
+        """Show the effect of this edit over the sample: remembered (None), or computed in the background
+        (its job)."""
         indices, _ = batches
         self.set_trait("data_size", len(examples))
         self.set_trait("sample_size", len(indices))
@@ -371,26 +382,32 @@ class Interventions(Companion):
         if held is not None:
             background.cancel(self, "sample")
             self._show_effect(*held)
-            return
+            return None
         if key == self._sample_key and background.running(self):
-            return  # the same edit again (a replayed request): its sample is on its way
+            return self._sample_job  # the same edit again (a replayed request): its sample is on its way
         self._sample_key = key
         self._effect = {}
         self.set_trait("sample_effect", "")
         self.set_trait("sample_status", f"sample: 0/{len(indices)} examples")
 
-        def publish(result: tuple[dict[str, Any], str], seconds: float) -> None:
+        def publish(result: tuple[dict[str, Any], str], seconds: float) -> dict[str, Any]:
             self._memos["effect"] = (key, (*result, seconds))
             self._show_effect(*result, seconds)
+            return self._effect_answer()
 
-        def progress(step: tuple[str, int], seconds: float) -> None:
-            phase, done = step
-            self.set_trait("sample_status", f"sample: {phase} {done}/{len(indices)} examples, {seconds:.1f} s")
+        def progress(step: dict[str, Any], seconds: float) -> None:
+            status = f"sample: {step['phase']} {step['done']}/{step['total']} examples, {seconds:.1f} s"
+            self.set_trait("sample_status", status)
 
-        background.submit(
+        self._sample_job = background.submit(
             self, "sample", self.probe, partial(self._sample_work, examples, batches, kind, edit, self.view.layer),
             publish, progress, action="computing the effect over the sample",
         )  # fmt: skip
+        return self._sample_job
+
+    def _effect_answer(self) -> dict[str, Any]:
+        """What a sample request is answered with: the effect shown and its sentence."""
+        return {"effect": self._effect, "text": self.sample_effect}
 
     def _show_effect(self, effect: dict[str, Any], text: str, seconds: float) -> None:
         self._effect = effect
@@ -400,10 +417,11 @@ class Interventions(Companion):
 
     def _sample_work(
         self, examples: Any, batches: tuple, kind: str, edit: Edit | None, layer: str, probe: Probe
-    ) -> Generator[tuple[str, int], None, tuple[dict[str, Any], str]]:
+    ) -> Generator[dict[str, Any], None, tuple[dict[str, Any], str]]:
         """In the background: the sample's readouts before (once per data set and size) and after the
         edit of ``layer`` (the one it was made for: the explorer may show another one by now), one chunk
-        per step; then the effect."""
+        per step, yielding ``{phase, done, total}`` (also the parts of a sample request's answer); then
+        the effect."""
         indices, chunks = batches
         mask_token_id, causal = self._mask_token_id(), is_causal_lm(probe.model, kind)
 
@@ -411,7 +429,7 @@ class Interventions(Companion):
             """Run the chunks not in ``rows`` yet, appending each one's readouts."""
             for inputs in chunks[len(rows) :]:
                 rows.append(batch_readouts(probe, inputs, kind, layer, edit, mask_token_id, causal))
-                yield phase, sum(len(row) for row in rows)
+                yield {"phase": phase, "done": sum(len(row) for row in rows), "total": len(indices)}
             return Readouts.concat(rows)
 
         key = (_Same(examples), kind, len(indices))  # once per data set and size, not per edit

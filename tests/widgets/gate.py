@@ -41,3 +41,8 @@ class Gate(torch.nn.Module):
 
     def open(self) -> None:
         self.control.opened.set()
+
+    def close(self) -> None:
+        """Hold the background's forward passes again (call it while none is running)."""
+        self.control.reached.clear()
+        self.control.opened.clear()

@@ -599,3 +599,102 @@ def test_a_model_that_cannot_be_copied_gets_its_sample_at_once(caplog):
     assert not background.running(panel) and panel.error == ""  # computed in the caller, as before
     assert panel.effect == hand_effect(explorer, data, nw.scale([0, 1], -2.0))
     assert any("cannot be copied" in r.getMessage() for r in caplog.records)
+    frontend = FakeFrontend(panel)
+    ask_sample(frontend, 10, request_id=1)  # its job runs in the handler: answered all the same
+    ask_sample(frontend, 10, request_id=2)  # the same sample again: remembered, answered at once
+    effect = hand_effect(explorer, data[panel.sample_indices], nw.scale([0, 1], -2.0))
+    for request_id in (1, 2):
+        assert answers(frontend, request_id) == [
+            {"type": "response", "id": request_id, "ok": True, "data": {"effect": effect, "text": panel.sample_effect}}
+        ]
+
+
+# -- the "sample" request, answered in parts ------------------------------------------------------
+
+
+def ask_sample(frontend: FakeFrontend, size: int, request_id: int) -> None:
+    """What the "more examples" button sends."""
+    frontend.custom({"type": "request", "id": request_id, "kind": "sample", "args": {"size": size}})
+
+
+def answers(frontend: FakeFrontend, request_id: int) -> list[dict]:
+    """The messages that answer request ``request_id``: its parts, then its response."""
+    custom = [m["content"] for m, _ in frontend.sent if m.get("method") == "custom"]
+    return [content for content in custom if content.get("id") == request_id]
+
+
+def test_a_sample_request_gets_its_progress_in_parts_then_the_effect(monkeypatch):
+    monkeypatch.setattr(interventions, "CHUNK_SECONDS", 0.0)  # one example per chunk: a part per example
+    explorer, gate, data = gated_explorer()
+    panel = Interventions(explorer, sample=10)
+    frontend = FakeFrontend(panel)
+    gate.reached()  # the first sample's job holds the worker
+    ask_sample(frontend, 20, request_id=1)
+    assert answers(frontend, 1) == []  # answered by the job, not by the handler
+    gate.open()
+    panel.wait(timeout=30)
+    *parts, answer = answers(frontend, 1)
+    assert all(part["type"] == "progress" for part in parts)
+    steps = [(p["data"]["phase"], p["data"]["done"], p["data"]["total"]) for p in parts]
+    assert steps == [("before", i, 20) for i in range(1, 21)] + [("after", i, 20) for i in range(1, 21)]
+    effect = hand_effect(explorer, data[panel.sample_indices], nw.ablate([0, 1, 2, 3]))
+    assert answer == {"type": "response", "id": 1, "ok": True, "data": {"effect": effect, "text": panel.sample_effect}}
+    assert panel.effect == effect and panel.sample_effect.startswith("over 20 examples of the data")
+
+
+def test_a_newer_edit_cancels_a_running_sample_request_without_an_error():
+    explorer, gate, data = gated_explorer()
+    panel = Interventions(explorer, sample=10)
+    gate.open()
+    panel.wait(timeout=30)
+    gate.close()
+    frontend = FakeFrontend(panel)
+    ask_sample(frontend, 20, request_id=1)
+    gate.reached()  # its job is running
+    assert request(frontend, "scale", 2.0, request_id=2)["ok"]
+    gate.open()
+    panel.wait(timeout=30)
+    assert answers(frontend, 1) == [{"type": "response", "id": 1, "ok": False, "cancelled": True}]
+    assert panel.error == "" and not [e for e in sent(frontend, "error") if e]
+    assert panel.effect == hand_effect(explorer, data[panel.sample_indices], nw.scale([0, 1, 2, 3], 2.0))
+
+
+def test_a_sample_request_cancelled_while_its_job_waits_is_answered_at_once():
+    explorer, gate, _ = gated_explorer()
+    panel = Interventions(explorer, sample=10)
+    frontend = FakeFrontend(panel)
+    gate.reached()  # the first sample's job holds the worker: the request's job waits behind it
+    ask_sample(frontend, 20, request_id=1)
+    assert answers(frontend, 1) == []
+    assert request(frontend, "scale", 2.0, request_id=2)["ok"]  # a newer job of the kind replaces it
+    assert answers(frontend, 1) == [{"type": "response", "id": 1, "ok": False, "cancelled": True}]  # never ran
+    gate.open()
+    panel.wait(timeout=30)
+    assert panel.error == "" and len(answers(frontend, 1)) == 1
+
+
+def test_a_failing_sample_request_answers_with_its_error_shown_once():
+    class Refuses(torch.nn.Module):
+        armed = False
+
+        def forward(self, x):
+            if self.armed and x.abs().max() > 100:
+                raise RuntimeError("activation too large")
+            return x
+
+    torch.manual_seed(0)
+    refuses = Refuses()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), refuses)
+    data = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    data[7] = 1e4  # in the sample of all 30
+    explorer = nw.explore(model, data[:2], layer="1", data=data, selected_units=[0])
+    panel = Interventions(explorer, sample=10)
+    panel.wait(timeout=30)
+    refuses.armed = True
+    background.forget(explorer.probe)  # the background's twin sees the flag
+    frontend = FakeFrontend(panel)
+    ask_sample(frontend, 30, request_id=1)
+    panel.wait(timeout=30)
+    assert "computing the effect over the sample" in panel.error and "activation too large" in panel.error
+    assert answers(frontend, 1) == [{"type": "response", "id": 1, "ok": False, "error": panel.error}]
+    assert [e for e in sent(frontend, "error") if e] == [panel.error]  # shown once
