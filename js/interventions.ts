@@ -145,7 +145,8 @@ function render({ model, el }: RenderProps<InterventionsState>): () => void {
       sampling = `sampling ${done} / ${total} (${phase} the edit)…`;
       showEffect();
     };
-    track(requests.latestStream("sample", "sample", { size }, onProgress))
+    // Not tracked as "computing…" beside the slider: the button itself shows this request's progress.
+    requests.latestStream("sample", "sample", { size }, onProgress)
       .catch((error: unknown) => {
         // Superseded: a newer edit cancelled the sample (its own sample follows), which is no error.
         if (!(error instanceof Superseded)) console.warn("neurowidgets interventions:", error);

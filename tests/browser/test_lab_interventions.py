@@ -155,6 +155,11 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     more = panel.locator("button.nw-iv-more")
     assert more.inner_text() == "more examples (200)"
     more.click()
+    # The request is answered in parts: the button shows the sample's progress until the answer.
+    part = re.compile(r"sampling \d+ / 200 \((before|after) the edit\)…")
+    wait_for_text(more, part.fullmatch, "the request's progress on the button")
+    assert more.is_disabled()
+    lab.screenshot(panel, "interventions/more_progress.png")
     lab.poll("panel.sample_size", "200")
     lab.eval("panel.wait(timeout=60)")
     kernel_effect = lab.eval("print(panel.sample_effect)").strip()
@@ -162,6 +167,8 @@ def test_interventions_panel_edits_live_in_the_page(lab):
     assert kernel_effect.startswith(lab.eval(f"print(hand_effect(nw.scale({UNITS}, 0.25)))").strip())
     wait_for_text(sample_text, lambda text: text == kernel_effect, "the bigger sample's effect")
     wait_for_text(status, lambda text: (DONE.fullmatch(text) or [0, 0])[1] == "200", "200 examples")
+    wait_for_text(more, lambda text: text.startswith("more examples"), "the button back after the answer")
+    assert not more.is_disabled()
 
     # Clamp: the slider's range follows the layer's activations; ablate disables it.
     panel.locator("select").select_option("clamp")
