@@ -10,6 +10,7 @@ import pytest
 import torch
 from frontend import FakeFrontend
 from gate import Gate
+from refuses import Refuses
 
 import neurowidgets as nw
 from neurowidgets.figures import MATRIX, PAIR, SCATTER
@@ -234,14 +235,6 @@ def test_a_newer_layer_cancels_the_sample_and_no_stale_layer_is_drawn(monkeypatc
 
 
 def test_an_error_in_the_sample_is_shown_once_and_the_view_stays_usable():
-    class Refuses(torch.nn.Module):
-        armed = True
-
-        def forward(self, x):
-            if self.armed and x.abs().max() > 100:
-                raise RuntimeError("activation too large")
-            return x
-
     torch.manual_seed(0)
     refuses = Refuses()
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), refuses, torch.nn.Linear(8, 3))

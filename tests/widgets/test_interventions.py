@@ -14,6 +14,7 @@ import torch
 import transformers
 from frontend import FakeFrontend
 from gate import Gate
+from refuses import Refuses
 
 import neurowidgets as nw
 from neurowidgets.widgets import background, interventions
@@ -224,12 +225,6 @@ def test_replayed_slider_moves_and_a_bad_mode(panel, explorer):
 
 
 def test_a_model_error_is_shown_and_leaves_the_model_unedited():
-    class Refuses(torch.nn.Module):
-        def forward(self, x):
-            if x.abs().max() > 100:
-                raise RuntimeError("activation too large")
-            return x
-
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), Refuses())
     explorer = nw.explore(model, torch.randn(2, 4, generator=torch.Generator().manual_seed(0)), layer="1")
     explorer.selected_units = [0]
@@ -259,15 +254,7 @@ def test_a_model_error_is_shown_and_leaves_the_model_unedited():
 
 
 def test_a_failed_input_change_keeps_before_and_after_of_one_input():
-    class Refuses(torch.nn.Module):
-        armed = False
-
-        def forward(self, x):
-            if self.armed and x.abs().max() > 100:
-                raise RuntimeError("activation too large")
-            return x
-
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), Refuses())
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), Refuses(armed=False))
     inputs = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
     explorer = nw.explore(model, inputs, layer="1")
     explorer.selected_units, explorer.example = [0], 2
@@ -519,14 +506,6 @@ def test_a_burst_of_edits_ends_on_the_last_and_never_publishes_a_stale_sample(mo
 
 
 def test_an_error_in_the_background_is_shown_once_and_the_panel_stays_usable(caplog):
-    class Refuses(torch.nn.Module):
-        armed = True
-
-        def forward(self, x):
-            if self.armed and x.abs().max() > 100:
-                raise RuntimeError("activation too large")
-            return x
-
     torch.manual_seed(0)
     refuses = Refuses()
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), refuses)
@@ -674,16 +653,8 @@ def test_a_sample_request_cancelled_while_its_job_waits_is_answered_at_once():
 
 
 def test_a_failing_sample_request_answers_with_its_error_shown_once():
-    class Refuses(torch.nn.Module):
-        armed = False
-
-        def forward(self, x):
-            if self.armed and x.abs().max() > 100:
-                raise RuntimeError("activation too large")
-            return x
-
     torch.manual_seed(0)
-    refuses = Refuses()
+    refuses = Refuses(armed=False)
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3), refuses)
     data = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
     data[7] = 1e4  # in the sample of all 30
