@@ -31,6 +31,8 @@ ambiguous as soon as another conftest.py exists under tests/)
   artifact_path(name) -> Path                  under $NEUROWIDGETS_ARTIFACTS or <repo>/test-artifacts
   write_notebook(lab_server, name, cells)      a notebook with the python3 kernelspec
   save_failure_artifacts(item, page, console, server_logs)  what explains a failed test, on disk
+  dark_theme(page)                             with-block in JupyterLab Dark, Light again after (the
+                                               theme is a user setting of the shared server)
 
 Waits are for states (a locator, a kernel reply, an idle status), never for a fixed time: under load
 any fixed time is too short. Timeouts all live below.
@@ -40,6 +42,7 @@ Every test collected under tests/browser/ gets the `browser` marker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -723,6 +726,19 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = POLL_TIMEOU
 
 
 _NEXT_PAINT = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
+@contextlib.contextmanager
+def dark_theme(page: Any) -> Iterator[None]:
+    """JupyterLab Dark inside the block, Light again after: the theme is saved as a user setting of the
+    server every test shares, and a test left dark would run the next ones dark."""
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+    try:
+        yield
+    finally:
+        page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+        page.wait_for_function("document.body.dataset.jpThemeLight === 'true'")
 
 
 def next_paint(page: Any) -> None:

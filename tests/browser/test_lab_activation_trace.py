@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import artifact_path, next_paint
+from conftest import artifact_path, dark_theme, next_paint
 
 NOTEBOOK = "activation_trace_test.ipynb"
 CELLS = [
@@ -229,20 +229,14 @@ def test_trace_hover_click_along_and_nan(lab):
     assert heading == "position 300" and list(shown) == list(range(10))
     lab.screenshot(big_widget, "activation_trace/512_positions.png")
 
-    # JupyterLab's dark theme: the chart redraws with the theme's colours (put back to light after:
-    # the setting outlives this test in the session's settings dir).
+    # JupyterLab's dark theme: the chart redraws with the theme's colours.
     page.mouse.move(0, 0)
-    try:
-        page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-        page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+    with dark_theme(page):
         nan_canvas.scroll_into_view_if_needed()
         next_paint(page)  # Lab sets the attribute once the theme's stylesheet is loaded; the observer redraws
         lab.screenshot(nan_widget, "activation_trace/nan_dark.png")
         axis_text = nan_canvas.evaluate("""c => getComputedStyle(c).getPropertyValue('--jp-ui-font-color2').trim()""")
         assert axis_text and axis_text != "rgba(0, 0, 0, 0.54)", axis_text  # the dark theme's, not light's
-    finally:
-        page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-        page.wait_for_function("document.body.dataset.jpThemeLight === 'true'")
 
     assert page_errors == [], page_errors
     assert not [line for line in page.console_log if line.startswith("[error]") and "activation_trace" in line]

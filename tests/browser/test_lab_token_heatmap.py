@@ -7,6 +7,7 @@ import json
 import re
 
 from colours import close, diverging
+from conftest import dark_theme
 from playwright.sync_api import expect
 
 LAYER = "encoder.layer.2.intermediate"
@@ -235,9 +236,9 @@ def test_token_heatmap_in_lab(lab):
     assert dialogs == [], "no script ran"
 
     # JupyterLab's dark theme: the controls follow the theme variables, the tokens keep the scale.
-    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
-    dark = "b => getComputedStyle(b).backgroundColor !== 'rgb(255, 255, 255)'"  # the theme's colours applied
-    page.wait_for_function(dark, arg=box.element_handle())
-    lab.screenshot(widget, "token_heatmap/dark.png")
-    check_colours(lab, widget, 12)
+    # (Light again after: the theme is a setting of the server the next tests share.)
+    with dark_theme(page):
+        dark = "b => getComputedStyle(b).backgroundColor !== 'rgb(255, 255, 255)'"  # the theme's colours applied
+        page.wait_for_function(dark, arg=box.element_handle())
+        lab.screenshot(widget, "token_heatmap/dark.png")
+        check_colours(lab, widget, 12)
