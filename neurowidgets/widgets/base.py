@@ -88,6 +88,22 @@ class NeuroWidget(anywidget.AnyWidget):
     def _new_id(self) -> str:
         return uuid.uuid4().hex
 
+    # The background's worker publishes into widgets from its own thread (background.py) while the
+    # kernel's thread handles messages. ipywidgets keeps one unlocked flag and one set per widget for
+    # the state held back by hold_sync, and reads a value when it sends it: across two threads a key
+    # could be queued behind the other thread's hold, sent with a stale value after a newer one, or
+    # break the other's iteration (seen: a linked LogitLens whose page kept the old text's tokens).
+    # Every change and every held block goes through the background's lock, so each thread's updates
+    # reach the page whole and in the order their values were set.
+    @contextlib.contextmanager
+    def hold_sync(self) -> Iterator[None]:
+        with background.lock, super().hold_sync():
+            yield
+
+    def notify_change(self, change: Any) -> None:
+        with background.lock:
+            super().notify_change(change)
+
     def set_state(self, sync_data: dict) -> None:
         """A value from the front-end that fails validation is reported in the widget, and the
         front-end is put back on the kernel's values (ipywidgets alone would only log it)."""
