@@ -235,8 +235,12 @@ class Probe:
         modes = [(m, m.training) for m in self.model.modules()]
         try:
             self.model.eval()
+            inputs = to_device(example, self.device)
             with torch.no_grad():
-                call_model(self.model, to_device(example, self.device), self._options)
+                try:
+                    call_model(self.model, inputs, self._options)
+                except Exception as error:
+                    raise self._call_error(error, inputs, [], {}) from error
         finally:
             for handle in handles:
                 handle.remove()

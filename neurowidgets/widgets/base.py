@@ -52,6 +52,16 @@ def handles(kind: str) -> Callable:
     return mark
 
 
+def handlers_of(cls: type) -> dict[str, str]:
+    """The request kinds ``cls`` handles (see :func:`handles`), each with its method's name."""
+    return {
+        member._handles: name
+        for klass in reversed(cls.__mro__)
+        for name, member in vars(klass).items()
+        if hasattr(member, "_handles")
+    }
+
+
 class NeuroWidget(anywidget.AnyWidget):
     """Base class of every view.
 
@@ -76,12 +86,7 @@ class NeuroWidget(anywidget.AnyWidget):
             public = sorted(n for n in self.trait_names() if not n.startswith("_") and self.trait_metadata(n, "sync"))
             raise TypeError(f"{type(self).__name__} got unknown argument(s) {unknown}; it accepts {public}")
         super().__init__(**kwargs)
-        self._handlers = {
-            member._handles: getattr(self, name)
-            for cls in reversed(type(self).__mro__)
-            for name, member in vars(cls).items()
-            if hasattr(member, "_handles")
-        }
+        self._handlers = {kind: getattr(self, name) for kind, name in handlers_of(type(self)).items()}
         self.on_msg(self._on_request)
 
     @traitlets.default("_id")

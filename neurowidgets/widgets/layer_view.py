@@ -25,7 +25,7 @@ from ..core.images import ImageAdapter
 from ..core.inputs import batch_size
 from ..core.scan import ScanResult, check_scan
 from ..core.text import TextAdapter, scanned_adapter
-from .base import NeuroWidget, as_probe, log
+from .base import NeuroWidget, as_probe, handlers_of, log
 from .panel import Panel
 from .wire import ARRAY, to_numpy
 
@@ -75,8 +75,15 @@ class LayerView(NeuroWidget):
     def composed(cls, *panels: type[Panel]) -> type[LayerView]:
         """This view with ``panels``: a subclass carrying each panel's state traits (fresh copies)."""
         names: dict[str, str] = {}
+        kinds = {kind: cls.__name__ for kind in handlers_of(cls)}
+        for panel in cls.PANELS:
+            kinds.update((kind, f"panel {panel.name!r}") for kind in handlers_of(panel))
         namespace: dict[str, Any] = {"PANELS": (*cls.PANELS, *panels), "__module__": cls.__module__}
         for panel in panels:
+            for kind in handlers_of(panel):  # one handler a request: a second would silently win
+                if kind in kinds:
+                    raise TypeError(f"panel {panel.name!r} handles request {kind!r}, which {kinds[kind]} handles")
+                kinds[kind] = f"panel {panel.name!r}"
             for name, trait in panel.state.items():
                 if name in names or cls.class_traits().get(name) is not None:
                     owner = names.get(name, cls.__name__)
@@ -99,10 +106,7 @@ class LayerView(NeuroWidget):
         self._inputs = inputs
         super().__init__(layer=layer, **kwargs)
         for part in self.parts:
-            for name in dir(type(part)):
-                kind = getattr(getattr(type(part), name), "_handles", None)
-                if kind is not None:
-                    self._handlers[kind] = getattr(part, name)
+            self._handlers.update((kind, getattr(part, name)) for kind, name in handlers_of(type(part)).items())
         names = self.probe.layer_names
         self.set_trait("layers", names if layer in names else [*names, layer])
         self._show(capture, layer)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
+import torch
 import traitlets
 from frontend import FakeFrontend
 
 import neurowidgets as nw
 from neurowidgets.widgets import ImageExplorer, TensorExplorer, TextExplorer
+from neurowidgets.widgets.base import handles
+from neurowidgets.widgets.image_view import ImageView
+from neurowidgets.widgets.layer_view import LayerView
+from neurowidgets.widgets.panel import Panel
+from neurowidgets.widgets.top_examples import CardPanel
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +75,6 @@ def test_live_views_without_a_scan(digits):
 
 
 def test_other_inputs_get_the_grid_and_traces():
-    import torch
-
     model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU())
     view = nw.explore(model, torch.randn(3, 5))
     assert isinstance(view, TensorExplorer) and view.layer in ("0", "1")
@@ -77,6 +83,12 @@ def test_other_inputs_get_the_grid_and_traces():
 def test_text_without_a_tokenizer_is_a_clear_error(digits):
     with pytest.raises(ValueError, match="tokenizer"):
         nw.explore(digits.model, ["some text"])
+
+
+def test_a_model_that_raises_is_named_in_the_error_and_left_as_it_was(digits):
+    with pytest.raises(nw.ModelCallError, match=r"tensor\(2, 3, 8, 8\).*expects input of shape \(batch, 1, H, W\)"):
+        nw.explore(digits.model, torch.zeros(2, 3, 8, 8))  # the first forward pass is the traced one
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in digits.model.modules())
 
 
 def test_panels_are_chosen_by_input_kind_or_by_name(digits):
@@ -100,3 +112,30 @@ def test_each_widget_names_its_page_store(digits):
     a = nw.explore(digits.model, digits.test_images[:1], layer="relu2")
     b = nw.NeuronGrid(digits.model, "relu2", digits.test_images[:1])
     assert a._id and b._id and a._id != b._id and a.get_state()["_id"] == a._id
+
+
+def test_composing_refuses_two_owners_of_a_trait_or_a_request():
+    class Card(Panel):
+        name = "other_card"
+        state: ClassVar = {"card": traitlets.Dict().tag(sync=True)}
+
+    class Opener(Panel):
+        name = "opener"
+
+        @handles("open_example")
+        def open_example(self, index: int) -> None: ...
+
+    class Occluder(Panel):
+        name = "occluder"
+
+        @handles("occlude")
+        def occlude(self, rect: list) -> None: ...
+
+    with pytest.raises(TypeError, match="panel 'other_card' declares 'card', which panel 'card' already has"):
+        LayerView.composed(CardPanel, Card)
+    with pytest.raises(TypeError, match="panel 'opener' handles request 'open_example', which panel 'card' handles"):
+        LayerView.composed(CardPanel, Opener)
+    with pytest.raises(TypeError, match="panel 'occluder' handles request 'occlude', which ImageView handles"):
+        ImageView.composed(Occluder)
+    with pytest.raises(TypeError, match="handles request 'open_example', which panel 'card' handles"):
+        LayerView.composed(CardPanel).composed(Opener)  # a panel of the base composition counts too
