@@ -86,3 +86,15 @@ def wait_for_source(host, name: str, predicate: str) -> None:
     ``{indices, data}``): plots that follow the kernel update after it answers, in the background."""
     check = f"([host, name]) => {{ const s = ({_SOURCE})(host, name); return !!s && ({predicate})(s); }}"
     host.page.wait_for_function(check, arg=[host.element_handle(), name])
+
+
+def drawn_plots(page, count: int):
+    """The page's ``count`` bokeh plots, once all are ready, each checked to be drawn (not blank)."""
+    plots = page.locator(".nw-bokeh-plot[data-ready='1']")
+    plots.nth(count - 1).wait_for()
+    assert plots.count() == count
+    for i in range(count):
+        plots.nth(i).scroll_into_view_if_needed()
+        ink = canvas_ink(plots.nth(i), 0)
+        assert ink["ink"] > 2000 and ink["colours"] > 5, f"bokeh plot {i} looks blank: {ink}"
+    return plots

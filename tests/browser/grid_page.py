@@ -32,3 +32,17 @@ def click_unit(page, canvas, unit: int) -> None:
     canvas.scroll_into_view_if_needed()
     wait_until_still(canvas)  # the click lands where the cell is once the scroll has settled
     page.mouse.click(*cell_centre(canvas, unit))
+
+
+def check_explorer_selection(page, unit: int, layer: str) -> None:
+    """The page's first explorer shows unit ``unit`` of ``layer``: its card's title, and its grid drawn
+    (not blank) with that unit outlined."""
+    explorer = page.locator(".nw-explorer").first
+    explorer.scroll_into_view_if_needed()
+    title = explorer.locator(".nw-examples-title")
+    title.wait_for(state="visible")
+    assert title.inner_text() == f"Unit {unit} of {layer}"
+    canvas = explorer.locator("canvas.nw-grid-canvas")
+    canvas.scroll_into_view_if_needed()
+    assert len({tuple(pixel(canvas, u)) for u in range(int(canvas.get_attribute("data-units")))}) > 4
+    assert pixel(canvas, unit, dx=0.04) == [0, 0, 0], "the explorer's selected unit is outlined"

@@ -21,10 +21,10 @@ from typing import Any
 
 import nbformat
 import pytest
-from bokeh_page import canvas_ink, source, wait_for_source
+from bokeh_page import drawn_plots, source, wait_for_source
 from colours import close, diverging
 from conftest import PAGE_TIMEOUT, artifact_path, has_failed, save_failure_artifacts, wait_until
-from grid_page import click_unit, pixel
+from grid_page import check_explorer_selection, click_unit, pixel
 
 from neurowidgets.export import export_html, run_notebook
 
@@ -169,25 +169,12 @@ def check_drawn(page: Any, truth: dict[str, Any]) -> None:
     assert pixel(canvas, (selected + 1) % 16, dx=0.04) != [0, 0, 0]
 
     # The explorer: its grid with the selected unit outlined, the unit's card.
-    explorer = page.locator(".nw-explorer").first
     (unit,) = truth["explorer_selected"]
-    title = explorer.locator(".nw-examples-title")
-    title.wait_for(state="visible")
-    assert title.inner_text() == f"Unit {unit} of {truth['explorer_layer']}"
-    xcanvas = explorer.locator("canvas.nw-grid-canvas")
-    xcanvas.scroll_into_view_if_needed()
-    assert len({tuple(pixel(xcanvas, u)) for u in range(int(xcanvas.get_attribute("data-units")))}) > 4
-    assert pixel(xcanvas, unit, dx=0.04) == [0, 0, 0], "the explorer's selected unit is outlined"
+    check_explorer_selection(page, unit, truth["explorer_layer"])
 
     # The bokeh views: BokehJS from the saved state of the widget that carries it, each figure from its
     # own, with the changes the kernel made after showing it (the companions followed the explorer).
-    plots = page.locator(".nw-bokeh-plot[data-ready='1']")
-    plots.nth(1).wait_for()
-    assert plots.count() == 2
-    for i in range(2):
-        plots.nth(i).scroll_into_view_if_needed()
-        ink = canvas_ink(plots.nth(i), 0)
-        assert ink["ink"] > 2000 and ink["colours"] > 5, f"bokeh plot {i} looks blank: {ink}"
+    plots = drawn_plots(page, 2)
     health, distributions = plots.nth(0), plots.nth(1)
     from neurowidgets.figures import DEAD
 

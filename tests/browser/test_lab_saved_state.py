@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 
-from bokeh_page import canvas_ink, source, wait_for_source
+from bokeh_page import drawn_plots, source, wait_for_source
 from conftest import KERNEL_READY_TIMEOUT, wait_until
-from grid_page import click_unit, pixel
+from grid_page import check_explorer_selection, click_unit, pixel
 
 SAVED = "quickstart_saved.ipynb"
 
@@ -26,25 +26,11 @@ def check_drawn(page, *, grid_unit: int, explorer_unit: int) -> None:
     assert pixel(canvas, grid_unit, dx=0.04) == [0, 0, 0], "the selected unit is outlined"
     assert pixel(canvas, (grid_unit + 1) % 16, dx=0.04) != [0, 0, 0]
 
-    explorer = page.locator(".nw-explorer").first
-    explorer.scroll_into_view_if_needed()
-    title = explorer.locator(".nw-examples-title")
-    title.wait_for(state="visible")
-    assert title.inner_text() == f"Unit {explorer_unit} of relu2"
-    xcanvas = explorer.locator("canvas.nw-grid-canvas")
-    xcanvas.scroll_into_view_if_needed()
-    assert len({tuple(pixel(xcanvas, u)) for u in range(int(xcanvas.get_attribute("data-units")))}) > 4
-    assert pixel(xcanvas, explorer_unit, dx=0.04) == [0, 0, 0], "the explorer's selected unit is outlined"
+    check_explorer_selection(page, explorer_unit, "relu2")
 
     # The bokeh views (Distributions, Interventions): BokehJS comes from the saved state of the one
     # hidden widget that carries it, the figures from theirs, with the changes made in the kernel.
-    plots = page.locator(".nw-bokeh-plot[data-ready='1']")
-    plots.nth(1).wait_for()
-    assert plots.count() == 2
-    for i in range(2):
-        plots.nth(i).scroll_into_view_if_needed()
-        ink = canvas_ink(plots.nth(i), 0)
-        assert ink["ink"] > 2000 and ink["colours"] > 5, f"bokeh plot {i} looks blank: {ink}"
+    plots = drawn_plots(page, 2)
     bins = source(plots.nth(0), "nw-dist-bins")["data"]
     assert set(bins["unit"]) == {explorer_unit}, "the histogram of the explorer's selected unit"
 
