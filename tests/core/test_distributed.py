@@ -31,13 +31,21 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 LAYERS = ["conv2", "fc1"]
 SETTINGS = dict(k=6, samples=3, batch_size=50)
 
+# The scheduler's HTTP server starts even without a dashboard; on Dask's default port 8787 a second
+# cluster (another test, a CI run beside this one) would warn and move: every cluster takes a free port.
+NO_DASHBOARD = {"dashboard_address": None, "scheduler_kwargs": {"dashboard_address": ":0"}}
+
 
 @pytest.fixture(scope="module")
 def client():
     """Two worker processes of one thread each (torch in each uses one thread: Dask's nanny sets
     OMP_NUM_THREADS=1), shared by the module's tests."""
     cluster = dask_distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        silence_logs=logging.ERROR,
+        **NO_DASHBOARD,
     )
     client = dask_distributed.Client(cluster)
     yield client
@@ -324,10 +332,9 @@ def test_a_model_that_cannot_be_pickled_says_so_and_suggests_a_builder(client):
     assert result.num_examples == 40
 
 
-@pytest.mark.filterwarnings("ignore:Port .* is already in use")  # the module's cluster holds Dask's default port
 def test_a_closed_client_or_one_without_workers_is_refused(digits):
     data = digits.images[:50]
-    with dask_distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+    with dask_distributed.LocalCluster(n_workers=0, processes=False, **NO_DASHBOARD) as cluster:
         empty = dask_distributed.Client(cluster)
         with pytest.raises(ValueError, match="has no workers"):
             sharded(digits.model, data, LAYERS, empty)
